@@ -1,0 +1,5 @@
+"""forensic-vsr: forensic-grade, verifiable video enhancement."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Examiner keys, the signed hash-linked audit chain, and bundle verification."""

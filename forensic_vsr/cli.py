@@ -1,0 +1,191 @@
+"""`fvsr` command line. Each subcommand is a plain function call into the library; every
+FvsrError becomes one line on stderr and a non-zero exit code."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from forensic_vsr import __version__
+from forensic_vsr.errors import FvsrError, UsageError
+
+
+def _cmd_hash(args: argparse.Namespace) -> int:
+    from forensic_vsr.integrity.framehash import video_framehashes
+
+    head, lines, reader = video_framehashes(Path(args.file))
+    out = sys.stdout
+    with reader:
+        out.write("\n".join(head) + "\n")
+        for frame_hash, _decoded in lines:
+            out.write(frame_hash.line() + "\n")
+        stats = reader.stats
+    if stats.corrupt_packets or stats.decode_errors:
+        print(f"fvsr: warning: {stats.corrupt_packets} corrupt packets, {stats.decode_errors} decode errors "
+              f"({'; '.join(stats.errors[:3])})", file=sys.stderr)
+    return 0
+
+
+def _signer(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from forensic_vsr.audit.keys import load_signer, read_passphrase
+
+    key = args.key or os.environ.get("FVSR_KEY")
+    if not key:
+        raise UsageError("no signing key: pass --key KEY (create one with `fvsr keys generate --out KEY`) or set FVSR_KEY")
+    return load_signer(Path(key), read_passphrase(), args.examiner)
+
+
+def _cmd_enhance(args: argparse.Namespace) -> int:
+    from forensic_vsr.enhance import Examiner, Recipe, enhance, parse_frames
+
+    signer = _signer(args)
+    recipe = Recipe(mode=args.mode, model=args.model, scale=args.scale, frames=parse_frames(args.frames), device=args.device)
+    bundle = enhance(Path(args.evidence), Path(args.output), recipe, Examiner(args.examiner, args.case, signer),
+                     show_progress=None if not args.quiet else False)
+    print(f"bundle written: {bundle}")
+    return 0
+
+
+def _cmd_keys_generate(args: argparse.Namespace) -> int:
+    from forensic_vsr.audit.keys import generate, read_passphrase
+
+    signer = generate(Path(args.out), args.name, read_passphrase(confirm=True))
+    print(f"private key: {args.out} (encrypted, mode 0600)\npublic key:  {args.out}.pub\nkey id:      {signer.keyid}")
+    return 0
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from forensic_vsr.audit.keys import load_public_key
+    from forensic_vsr.audit.verify import read_chain, verify_bundle
+
+    key = load_public_key(Path(args.pubkey))
+    evidence = Path(args.evidence) if args.evidence else None
+    if args.reproduce and evidence is None:
+        raise UsageError("--reproduce needs --evidence FILE (the recipe is re-run on it)")
+    checks = list(verify_bundle(Path(args.bundle), key, evidence))
+    if args.reproduce and all(c.ok for c in checks):
+        from forensic_vsr.audit.reproduce import reproduce
+
+        view, _ = read_chain(Path(args.bundle), key)
+        checks += reproduce(Path(args.bundle), view, evidence)  # type: ignore[arg-type]
+    for check in checks:
+        print(check.line())
+    failed = [c for c in checks if not c.ok]
+    incomplete = any(c.status == "INCOMPLETE" for c in checks)
+    verdict = "INCOMPLETE" if incomplete else ("FAIL" if failed else "PASS")
+    print(f"{verdict}: {len(checks) - len(failed)} of {len(checks)} checks passed")
+    return 0 if not failed else 1
+
+
+def _cmd_prove(args: argparse.Namespace) -> int:
+    import json
+
+    from forensic_vsr.audit.keys import load_public_key
+    from forensic_vsr.audit.proof import make_proof
+
+    bundle = Path(args.bundle)
+    pubkey = Path(args.pubkey) if args.pubkey else None
+    if pubkey is None:
+        raise UsageError("--pubkey KEY.pub is required: a proof is only built from a chain that verifies")
+    proof = make_proof(bundle, args.frame, load_public_key(pubkey))
+    text = json.dumps(proof, indent=2) + "\n"
+    if args.output in (None, "-"):
+        sys.stdout.write(text)
+    else:
+        out = Path(args.output)
+        tmp = out.with_name(out.name + ".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, out)
+        print(f"proof for frame {args.frame} written: {out}", file=sys.stderr)
+    return 0
+
+
+def _cmd_verify_proof(args: argparse.Namespace) -> int:
+    import json
+
+    from forensic_vsr.audit.keys import load_public_key
+    from forensic_vsr.audit.proof import verify_proof
+
+    key = load_public_key(Path(args.pubkey))
+    try:
+        proof = json.loads(Path(args.proof).read_text())
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"{args.proof}: not a readable proof file ({exc})") from None
+    checks = verify_proof(proof, key)
+    for check in checks:
+        print(check.line())
+    failed = [c for c in checks if not c.ok]
+    print(f"{'FAIL' if failed else 'PASS'}: {len(checks) - len(failed)} of {len(checks)} checks passed")
+    return 0 if not failed else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fvsr", description="Forensic, verifiable video enhancement.")
+    parser.add_argument("--version", action="version", version=f"forensic-vsr {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details to stderr")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("enhance", help="enhance an evidence video into a signed bundle")
+    p.add_argument("evidence", help="evidence video (opened read-only)")
+    p.add_argument("-o", "--output", required=True, help="bundle directory to create (must not exist)")
+    p.add_argument("--mode", default="evidential", choices=["evidential", "investigative", "demonstrative"])
+    p.add_argument("--model", default="lanczos", help="upscaling model: bicubic or lanczos")
+    p.add_argument("--scale", type=int, default=2, help="integer scale factor 2..4")
+    p.add_argument("--frames", help="A:B, the half-open range of decoded frames to process")
+    p.add_argument("--key", help="examiner's private key (or FVSR_KEY); passphrase from FVSR_KEY_PASSPHRASE or prompt")
+    p.add_argument("--case", help="case identifier")
+    p.add_argument("--examiner", default=os.environ.get("FVSR_EXAMINER", os.environ.get("USER", "examiner")))
+    p.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_enhance)
+
+    p = sub.add_parser("hash", help="print ffmpeg-compatible framehash (sha256) of a video")
+    p.add_argument("file")
+    p.set_defaults(func=_cmd_hash)
+
+    p = sub.add_parser("verify", help="verify a bundle offline against the examiner's public key")
+    p.add_argument("bundle")
+    p.add_argument("--pubkey", required=True, help="examiner public key (PEM) obtained independently of the bundle")
+    p.add_argument("--evidence", help="the evidence file: check its sha256 and frame hashes")
+    p.add_argument("--reproduce", action="store_true", help="re-run the recorded recipe and compare output frames")
+    p.set_defaults(func=_cmd_verify)
+
+    p = sub.add_parser("prove", help="write a self-contained inclusion proof for one output frame")
+    p.add_argument("bundle")
+    p.add_argument("--frame", type=int, required=True)
+    p.add_argument("--pubkey", help="examiner public key; the chain must verify before a proof is made")
+    p.add_argument("-o", "--output", help="proof file (default: stdout)")
+    p.set_defaults(func=_cmd_prove)
+
+    p = sub.add_parser("verify-proof", help="verify a frame proof against the examiner's public key")
+    p.add_argument("proof")
+    p.add_argument("--pubkey", required=True)
+    p.set_defaults(func=_cmd_verify_proof)
+
+    keys = sub.add_parser("keys", help="examiner keys").add_subparsers(dest="keys_command", required=True)
+    p = keys.add_parser("generate", help="create an encrypted Ed25519 key pair")
+    p.add_argument("--out", required=True, help="private key path; the public key goes to PATH.pub")
+    p.add_argument("--name", default=os.environ.get("USER", "examiner"), help="examiner name")
+    p.set_defaults(func=_cmd_keys_generate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="fvsr: %(message)s")
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except FvsrError as exc:
+        print(f"fvsr: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("fvsr: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 141

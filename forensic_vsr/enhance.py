@@ -1,0 +1,428 @@
+"""`fvsr enhance`: evidence in, verifiable bundle out.
+
+Read this top to bottom to know what a run does:
+1. open the evidence read-only, hash its bytes, read its metadata (exiftool);
+2. ingest pass: decode every frame, hash it (input.framehash), measure timing (VFR), count what
+   the decoder skipped -> record `evidence.ingest`;
+3. enhancement pass: decode again, apply the operation on native planes, hash each output frame,
+   encode the FFV1 master and the H.264 preview;
+4. decode the master back and require every frame hash to match (lossless round trip) ->
+   output.framehash;
+5. hash the evidence again (it must be unchanged), record `step.run`, `output.write`,
+   `run.complete`, sign a checkpoint into manifest.json, and move the bundle into place.
+
+The bundle is built in a hidden sibling directory and renamed only when complete; an error
+removes it, and a killed run leaves only that hidden directory, which `fvsr verify` reports as
+INCOMPLETE.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from forensic_vsr import __version__
+from forensic_vsr.audit.chain import ChainWriter, chain_root, utc_now
+from forensic_vsr.audit.keys import Signer
+from forensic_vsr.environment import environment_report
+from forensic_vsr.errors import EvidenceError, IntegrityError, OutputError, UnsupportedFormatError, UsageError
+from forensic_vsr.integrity import merkle
+from forensic_vsr.integrity.framehash import video_framehashes
+from forensic_vsr.media import (
+    VideoReader,
+    VideoWriter,
+    exiftool_metadata,
+    file_sha256,
+    frame_from_planes,
+    frame_planes,
+    plane_geometry,
+    planes_sha256,
+)
+from forensic_vsr.ops.resample import KERNEL_DESCRIPTION, upscale_plane
+from forensic_vsr.progress import progress
+from forensic_vsr.timebase import fraction_text
+
+log = logging.getLogger(__name__)
+
+BUNDLE_FORMAT = "forensic-vsr-bundle/1"
+CLASSICAL_MODELS = ("bicubic", "lanczos")
+FFV1_OPTIONS = {"level": "3", "slicecrc": "1", "g": "1", "context": "1"}
+PREVIEW_OPTIONS = {"crf": "18", "preset": "veryfast"}
+# FFV1 stores these losslessly; other formats map to the lossless equivalent of the same family.
+MASTER_PIX_FMT = {"rgb24": "bgr0", "bgr24": "bgr0", "rgba": "bgra", "argb": "bgra", "abgr": "bgra", "rgb0": "bgr0", "0rgb": "bgr0", "0bgr": "bgr0", "yuvj420p": "yuv420p", "yuvj422p": "yuv422p", "yuvj444p": "yuv444p", "yuvj440p": "yuv440p"}
+FFV1_PIX_FMTS = frozenset(
+    "yuv420p yuva420p yuva422p yuv444p yuva444p yuv440p yuv422p yuv411p yuv410p bgr0 bgra "
+    "yuv420p16le yuv422p16le yuv444p16le yuv444p9le yuv422p9le yuv420p9le yuv420p10le yuv422p10le "
+    "yuv444p10le yuv420p12le yuv422p12le yuv444p12le gray16le gray gbrp9le gbrp10le gbrp12le gbrp14le".split()
+)
+# Byte order of the packed RGB formats we accept, as indices of R, G, B, A/pad.
+_PACKED_ORDER = {"rgb24": "RGB", "bgr24": "BGR", "rgba": "RGBA", "argb": "ARGB", "abgr": "ABGR", "bgra": "BGRA", "rgb0": "RGBX", "0rgb": "XRGB", "0bgr": "XBGR", "bgr0": "BGRX"}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """What the examiner asked for. Recorded verbatim as the step's external parameters."""
+
+    mode: str
+    model: str
+    scale: int
+    frames: tuple[int, int] | None = None
+    device: str = "cpu"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "mode": self.mode,
+            "operations": [{"op": "upscale", "model": self.model, "scale": self.scale}],
+            "frames": None if self.frames is None else f"{self.frames[0]}:{self.frames[1]}",
+            "device": self.device,
+        }
+
+
+@dataclass(frozen=True)
+class Examiner:
+    name: str
+    case_id: str | None
+    signer: Signer
+
+
+def parse_frames(text: str | None) -> tuple[int, int] | None:
+    """`A:B` is the half-open range of decoded frame indices A..B-1 (either side may be empty)."""
+    if text is None:
+        return None
+    start, sep, end = text.partition(":")
+    try:
+        a = int(start) if start.strip() else 0
+        b = int(end) if end.strip() else -1
+    except ValueError:
+        raise UsageError(f"--frames {text!r}: expected A:B with integer frame indices, e.g. 0:100") from None
+    if not sep or a < 0 or (b != -1 and b <= a):
+        raise UsageError(f"--frames {text!r}: expected A:B with 0 <= A < B")
+    return a, b
+
+
+def master_pix_fmt(src: str) -> str:
+    fmt = MASTER_PIX_FMT.get(src, src)
+    if fmt not in FFV1_PIX_FMTS:
+        raise UnsupportedFormatError(f"pixel format {src} cannot be enhanced losslessly yet (FFV1 has no {src})")
+    return fmt
+
+
+def _convert_packed(plane: np.ndarray, src: str, dst: str) -> np.ndarray:
+    """Reorder the samples of a packed RGB plane (a lossless permutation, no colour maths)."""
+    if src == dst:
+        return plane
+    src_order, dst_order = _PACKED_ORDER[src], _PACKED_ORDER[dst]
+    out = np.zeros((*plane.shape[:2], len(dst_order)), plane.dtype)
+    for i, ch in enumerate(dst_order):
+        if ch in src_order and ch in "RGBA":
+            out[..., i] = plane[..., src_order.index(ch)]
+        elif ch == "A":
+            out[..., i] = 255
+    return out
+
+
+class _Bundle:
+    """The hidden directory a bundle is built in."""
+
+    def __init__(self, target: Path) -> None:
+        self.target = target
+        parent = target.parent
+        if target.exists():
+            raise OutputError(f"{target}: already exists; refusing to overwrite a bundle")
+        if not parent.is_dir():
+            raise OutputError(f"{parent}: output directory does not exist")
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise OutputError(f"{parent}: output directory is not writable")
+        self.dir = parent / f".{target.name}.partial-{os.getpid()}"
+        try:
+            self.dir.mkdir()
+            for sub in ("output", "maps", "stills"):
+                (self.dir / sub).mkdir()
+        except OSError as exc:
+            raise OutputError(f"{parent}: cannot create the bundle ({exc.strerror})") from None
+
+    def path(self, name: str) -> Path:
+        return self.dir / name
+
+    def discard(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def commit(self) -> None:
+        for root, _dirs, files in os.walk(self.dir):
+            for name in files:
+                fd = os.open(os.path.join(root, name), os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+        if self.target.exists():
+            raise OutputError(f"{self.target}: appeared while the run was going; the bundle is left at {self.dir}")
+        os.rename(self.dir, self.target)
+        dfd = os.open(self.target.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+
+
+def _timing(pts: list[int], time_base: Fraction, rate: Fraction | None) -> dict[str, Any]:
+    """Frame timing summary. VFR: some frame interval differs from the nominal one by more
+    than one tick of the stream time base (the rounding a millisecond container adds)."""
+    deltas = [b - a for a, b in zip(pts, pts[1:], strict=False)]
+    if not deltas:
+        return {"vfr": False, "min_interval": None, "max_interval": None, "nominal_interval": None}
+    nominal = (1 / rate) / time_base if rate else Fraction(sorted(deltas)[len(deltas) // 2])
+    vfr = any(abs(d - nominal) > 1 for d in deltas) or any(d <= 0 for d in deltas)
+    return {
+        "vfr": vfr,
+        "min_interval": min(deltas),
+        "max_interval": max(deltas),
+        "nominal_interval": fraction_text(Fraction(nominal)),
+        "non_increasing": sum(d <= 0 for d in deltas),
+    }
+
+
+def _ingest(evidence: Path, bundle: _Bundle, show_progress: bool | None) -> tuple[dict[str, Any], list[bytes]]:
+    """Decode every evidence frame once: input.framehash, timing, decoder complaints."""
+    head, lines, reader = video_framehashes(evidence)
+    leaf_hashes: list[bytes] = []
+    pts: list[int] = []
+    rotation = 0
+    interlaced = 0
+    with reader, open(bundle.path("input.framehash"), "w", encoding="ascii") as out:
+        out.write("\n".join(head) + "\n")
+        info = reader.info
+        with progress("ingest ", info.header_frame_count or None, show_progress) as advance:
+            for frame_hash, decoded in lines:
+                if decoded.index == 0:
+                    rotation = int(decoded.frame.rotation or 0)
+                interlaced += bool(decoded.frame.interlaced_frame)
+                pts.append(decoded.pts)
+                line = frame_hash.line()
+                out.write(line + "\n")
+                leaf_hashes.append(merkle.hash_leaf(line.encode()))
+                advance()
+        stats = reader.stats.to_json()
+    if not pts:
+        raise EvidenceError(f"{evidence}: no decodable video frames ({stats['decode_errors']} decode errors)")
+    body = {
+        "probe": info.to_json(),
+        "frames_decoded": len(pts),
+        "pts": pts,
+        "timing": _timing(pts, info.time_base, info.guessed_rate),
+        "rotation": rotation,
+        "interlaced_frames": interlaced,
+        "decode": stats,
+        "input_framehash": {
+            "file": "input.framehash",
+            "sha256": file_sha256(bundle.path("input.framehash")),
+            "merkle_root": merkle.root_from_leaf_hashes(leaf_hashes).hex(),
+            "tree_size": len(leaf_hashes),
+        },
+    }
+    return body, leaf_hashes
+
+
+def _enhance_frames(evidence: Path, bundle: _Bundle, recipe: Recipe, n_frames: int, show_progress: bool | None) -> dict[str, Any]:
+    """The enhancement pass. Returns what the step did, frame by frame summarised."""
+    start, end = recipe.frames or (0, n_frames)
+    hashes_path = bundle.path(".output-hashes")
+    with VideoReader(evidence) as reader, open(hashes_path, "w", encoding="ascii") as hashes:
+        info = reader.info
+        src_fmt = info.pix_fmt
+        dst_fmt = master_pix_fmt(src_fmt)
+        geometry = plane_geometry(src_fmt)
+        out_w, out_h = info.width * recipe.scale, info.height * recipe.scale
+        siting = "center" if src_fmt.startswith("yuvj") else "left"
+        rate = info.guessed_rate
+        mode_tags = {"FVSR_MODE": recipe.mode, "FVSR_TOOL": f"forensic-vsr {__version__}"}
+        master = VideoWriter(bundle.path("output/master.mkv"), codec="ffv1", pix_fmt=dst_fmt, width=out_w, height=out_h,
+                             time_base=info.time_base, rate=rate, options=FFV1_OPTIONS, metadata=mode_tags,
+                             sample_aspect_ratio=info.sample_aspect_ratio)
+        pw, ph = out_w - out_w % 2, out_h - out_h % 2
+        preview = VideoWriter(bundle.path("output/preview.mp4"), codec="libx264", pix_fmt="yuv420p", width=pw, height=ph,
+                              time_base=info.time_base, rate=rate, options=PREVIEW_OPTIONS, metadata=mode_tags)
+        written = 0
+        try:
+            with progress("enhance", end - start, show_progress) as advance:
+                for decoded in reader.frames():
+                    if decoded.index < start:
+                        continue
+                    if decoded.index >= end:
+                        break
+                    planes = frame_planes(decoded.frame)
+                    out_planes = []
+                    for plane, (sx, sy, vmax) in zip(planes, geometry, strict=True):
+                        cw = -(-out_w // sx)
+                        chh = -(-out_h // sy)
+                        out_planes.append(upscale_plane(plane, kind=recipe.model, scale=recipe.scale, out_width=cw,
+                                                        out_height=chh, subsampling=(sx, sy), siting=siting, max_value=vmax))
+                    if src_fmt in _PACKED_ORDER:
+                        out_planes = [_convert_packed(out_planes[0], src_fmt, dst_fmt)]
+                    frame = frame_from_planes(out_planes, dst_fmt, out_w, out_h)
+                    hashes.write(planes_sha256(out_planes) + "\n")
+                    master.write(frame, decoded.pts)
+                    preview.write(frame.reformat(width=pw, height=ph, format="yuv420p"), decoded.pts)
+                    written += 1
+                    advance()
+        finally:
+            master.close()
+            preview.close()
+    if written != end - start:
+        raise IntegrityError(f"decoded {written} frames in the enhancement pass, expected {end - start}: the evidence decodes differently on a second read")
+    return {
+        "frames": {"start": start, "end": end, "count": written},
+        "pix_fmt_in": src_fmt,
+        "pix_fmt_out": dst_fmt,
+        "width_out": out_w,
+        "height_out": out_h,
+        "chroma_siting_assumed": siting,
+    }
+
+
+def _round_trip(bundle: _Bundle) -> tuple[list[bytes], int]:
+    """Decode the master back; every frame must hash exactly as it did before encoding."""
+    head, lines, reader = video_framehashes(bundle.path("output/master.mkv"))
+    leaf_hashes: list[bytes] = []
+    with reader, open(bundle.path(".output-hashes"), encoding="ascii") as expected, \
+            open(bundle.path("output.framehash"), "w", encoding="ascii") as out:
+        out.write("\n".join(head) + "\n")
+        for frame_hash, decoded in lines:
+            want = expected.readline().strip()
+            if frame_hash.sha256 != want:
+                raise IntegrityError(f"lossless round trip failed at output frame {decoded.index}: encoded {want[:16]}…, decoded {frame_hash.sha256[:16]}…")
+            line = frame_hash.line()
+            out.write(line + "\n")
+            leaf_hashes.append(merkle.hash_leaf(line.encode()))
+        if expected.readline():
+            raise IntegrityError(f"lossless round trip failed: master.mkv holds only {len(leaf_hashes)} frames")
+        if reader.stats.decode_errors or reader.stats.corrupt_packets:
+            raise IntegrityError("lossless round trip failed: master.mkv does not decode cleanly")
+    bundle.path(".output-hashes").unlink()
+    return leaf_hashes, len(leaf_hashes)
+
+
+def _file_entry(bundle: _Bundle, name: str) -> dict[str, Any]:
+    path = bundle.path(name)
+    return {"name": name, "sha256": file_sha256(path), "size": path.stat().st_size}
+
+
+def enhance(evidence: Path, target: Path, recipe: Recipe, examiner: Examiner, show_progress: bool | None = None) -> Path:
+    """Run the recipe on the evidence and write a complete, signed bundle at `target`."""
+    evidence = Path(evidence)
+    if recipe.model not in CLASSICAL_MODELS:
+        raise UsageError(f"--model {recipe.model}: unknown model; available: {', '.join(CLASSICAL_MODELS)}")
+    if not 2 <= recipe.scale <= 4:
+        raise UsageError(f"--scale {recipe.scale}: must be 2, 3 or 4")
+    # Open once before creating anything: an unreadable evidence file leaves no trace on disk.
+    VideoReader(evidence).close()
+    bundle = _Bundle(Path(target))
+    chain: ChainWriter | None = None
+    try:
+        started = utc_now()
+        sha_before = file_sha256(evidence)
+        stat_before = evidence.stat()
+        chain = ChainWriter(bundle.path("chain.jsonl"), examiner.signer, examiner.name)
+        ingest, in_leaves = _ingest(evidence, bundle, show_progress)
+        ingest_body = {
+            "case_id": examiner.case_id,
+            "evidence": {"name": evidence.name, "path": str(evidence.resolve()), "size": stat_before.st_size,
+                         "sha256": sha_before, "mtime_ns": stat_before.st_mtime_ns},
+            **ingest,
+            "exiftool": exiftool_metadata(evidence),
+        }
+        chain.append("evidence.ingest", ingest_body)
+        n_frames = ingest["frames_decoded"]
+        frames = recipe.frames
+        if frames is not None:
+            a, b = frames
+            b = n_frames if b == -1 else b
+            if a >= n_frames or b > n_frames:
+                raise UsageError(f"--frames {frames[0]}:{'' if frames[1] == -1 else frames[1]} is outside the evidence's {n_frames} decoded frames (0:{n_frames})")
+            recipe = Recipe(recipe.mode, recipe.model, recipe.scale, (a, b), recipe.device)
+        step = _enhance_frames(evidence, bundle, recipe, n_frames, show_progress)
+        out_leaves, n_out = _round_trip(bundle)
+        sha_after = file_sha256(evidence)
+        if sha_after != sha_before:
+            raise IntegrityError(f"{evidence}: the evidence file changed during processing (sha256 {sha_before[:16]}… -> {sha_after[:16]}…)")
+        finished = utc_now()
+        outputs = [_file_entry(bundle, n) for n in ("output/master.mkv", "output/preview.mp4", "output.framehash", "input.framehash")]
+        out_root = merkle.root_from_leaf_hashes(out_leaves).hex()
+        chain.append("step.run", _statement(recipe, ingest_body, step, outputs, out_root, n_out, started, finished))
+        chain.append("output.write", {"files": outputs, "evidence_sha256_after": sha_after, "evidence_unchanged": True,
+                                      "frame_roots": {"input": ingest["input_framehash"]["merkle_root"], "output": out_root},
+                                      "frame_counts": {"input": len(in_leaves), "output": n_out}})
+        chain.append("run.complete", {"records": len(chain.digests) + 1, "status": "complete"})
+        _write_manifest(bundle, chain)
+        chain.close()
+        bundle.commit()
+    except BaseException:
+        if chain is not None:
+            chain.close()
+        bundle.discard()
+        raise
+    return Path(target)
+
+
+def _statement(recipe: Recipe, ingest: dict[str, Any], step: dict[str, Any], outputs: list[dict[str, Any]],
+               out_root: str, n_out: int, started: str, finished: str) -> dict[str, Any]:
+    """The step record: an in-toto Statement v1 with an SLSA Provenance v1 predicate."""
+    evidence = ingest["evidence"]
+    return {
+        "_type": "https://in-toto.io/Statement/v1",
+        "subject": [
+            *({"name": o["name"], "digest": {"sha256": o["sha256"]}} for o in outputs if o["name"].startswith("output/")),
+            {"name": "frames:output/master.mkv", "digest": {"rfc9162-sha256": out_root}, "annotations": {"tree_size": n_out}},
+        ],
+        "predicateType": "https://slsa.dev/provenance/v1",
+        "predicate": {
+            "buildDefinition": {
+                "buildType": "https://forensic-vsr.invalid/enhance/v1",
+                "externalParameters": recipe.to_json(),
+                "internalParameters": environment_report(recipe.device),
+                "resolvedDependencies": [
+                    {"name": f"evidence:{evidence['name']}", "digest": {"sha256": evidence["sha256"]}},
+                    {"name": f"frames:evidence:{evidence['name']}",
+                     "digest": {"rfc9162-sha256": ingest["input_framehash"]["merkle_root"]}},
+                    {"name": f"model:{recipe.model}", "digest": {"sha256": _classical_digest(recipe.model)},
+                     "annotations": {"class": "classical", "description": KERNEL_DESCRIPTION[recipe.model]}},
+                ],
+            },
+            "runDetails": {
+                "builder": {"id": f"https://forensic-vsr.invalid/fvsr@{__version__}"},
+                "metadata": {"startedOn": started, "finishedOn": finished},
+                "byproducts": [{"name": "step", "annotations": step}],
+            },
+        },
+    }
+
+
+def _classical_digest(model: str) -> str:
+    """A classical operation has no weights; its identity is the resampler's source code."""
+    from forensic_vsr.ops import resample
+
+    return file_sha256(Path(resample.__file__))
+
+
+def _write_manifest(bundle: _Bundle, chain: ChainWriter) -> None:
+    manifest = {
+        "format": BUNDLE_FORMAT,
+        "tool": "forensic-vsr",
+        "tool_version": __version__,
+        "public_key": chain.signer.public_pem(),
+        "keyid": chain.signer.keyid,
+        "chain_root": chain_root(chain.digests),
+        "checkpoint": chain.checkpoint(),
+    }
+    tmp = bundle.path("manifest.json.tmp")
+    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, bundle.path("manifest.json"))
+

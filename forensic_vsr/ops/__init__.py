@@ -1,0 +1,1 @@
+"""Enhancement operations on native planes."""
