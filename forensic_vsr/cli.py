@@ -24,9 +24,8 @@ def _cmd_hash(args: argparse.Namespace) -> int:
         for frame_hash, _decoded in lines:
             out.write(frame_hash.line() + "\n")
         stats = reader.stats
-    if stats.corrupt_packets or stats.decode_errors:
-        print(f"fvsr: warning: {stats.corrupt_packets} corrupt packets, {stats.decode_errors} decode errors "
-              f"({'; '.join(stats.errors[:3])})", file=sys.stderr)
+    if stats.damaged:
+        print(f"fvsr: warning: damaged stream: {stats.summary()}", file=sys.stderr)
     return 0
 
 
@@ -43,9 +42,21 @@ def _cmd_enhance(args: argparse.Namespace) -> int:
     from forensic_vsr.enhance import Examiner, Recipe, enhance, parse_frames
 
     signer = _signer(args)
-    recipe = Recipe(mode=args.mode, model=args.model, scale=args.scale, frames=parse_frames(args.frames), device=args.device)
-    bundle = enhance(Path(args.evidence), Path(args.output), recipe, Examiner(args.examiner, args.case, signer),
-                     show_progress=None if not args.quiet else False)
+    recipe = Recipe(
+        mode=args.mode,
+        model=args.model,
+        scale=args.scale,
+        frames=parse_frames(args.frames),
+        device=args.device,
+        accept_decode_errors=args.accept_decode_errors,
+    )
+    bundle = enhance(
+        Path(args.evidence),
+        Path(args.output),
+        recipe,
+        Examiner(args.examiner, args.case, signer),
+        show_progress=None if not args.quiet else False,
+    )
     print(f"bundle written: {bundle}")
     return 0
 
@@ -140,6 +151,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--case", help="case identifier")
     p.add_argument("--examiner", default=os.environ.get("FVSR_EXAMINER", os.environ.get("USER", "examiner")))
     p.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
+    p.add_argument(
+        "--accept-decode-errors",
+        action="store_true",
+        help="process a damaged stream (the damage is counted and recorded) instead of refusing it",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_enhance)
 
@@ -189,3 +205,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 141
+    except Exception as exc:
+        if args.verbose:
+            raise
+        print(f"fvsr: internal error: {type(exc).__name__}: {exc} (rerun with -v for details, and report it)", file=sys.stderr)
+        return 70

@@ -18,6 +18,8 @@ INCOMPLETE.
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import json
 import logging
 import os
@@ -27,6 +29,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+import av
 import numpy as np
 
 from forensic_vsr import __version__
@@ -35,8 +38,10 @@ from forensic_vsr.audit.keys import Signer
 from forensic_vsr.environment import environment_report
 from forensic_vsr.errors import EvidenceError, IntegrityError, OutputError, UnsupportedFormatError, UsageError
 from forensic_vsr.integrity import merkle
-from forensic_vsr.integrity.framehash import video_framehashes
+from forensic_vsr.integrity.framehash import FrameHash, TimestampMapper, header, video_framehashes
 from forensic_vsr.media import (
+    PipelineStage,
+    RoundTripCheck,
     VideoReader,
     VideoWriter,
     exiftool_metadata,
@@ -55,16 +60,68 @@ log = logging.getLogger(__name__)
 BUNDLE_FORMAT = "forensic-vsr-bundle/1"
 CLASSICAL_MODELS = ("bicubic", "lanczos")
 FFV1_OPTIONS = {"level": "3", "slicecrc": "1", "g": "1", "context": "1"}
-PREVIEW_OPTIONS = {"crf": "18", "preset": "veryfast"}
+PREVIEW_OPTIONS = {"crf": "18", "preset": "ultrafast"}
 # FFV1 stores these losslessly; other formats map to the lossless equivalent of the same family.
-MASTER_PIX_FMT = {"rgb24": "bgr0", "bgr24": "bgr0", "rgba": "bgra", "argb": "bgra", "abgr": "bgra", "rgb0": "bgr0", "0rgb": "bgr0", "0bgr": "bgr0", "yuvj420p": "yuv420p", "yuvj422p": "yuv422p", "yuvj444p": "yuv444p", "yuvj440p": "yuv440p"}
+MASTER_PIX_FMT = {
+    "rgb24": "bgr0",
+    "bgr24": "bgr0",
+    "rgba": "bgra",
+    "argb": "bgra",
+    "abgr": "bgra",
+    "rgb0": "bgr0",
+    "0rgb": "bgr0",
+    "0bgr": "bgr0",
+    "yuvj420p": "yuv420p",
+    "yuvj422p": "yuv422p",
+    "yuvj444p": "yuv444p",
+    "yuvj440p": "yuv440p",
+}
 FFV1_PIX_FMTS = frozenset(
-    "yuv420p yuva420p yuva422p yuv444p yuva444p yuv440p yuv422p yuv411p yuv410p bgr0 bgra "
-    "yuv420p16le yuv422p16le yuv444p16le yuv444p9le yuv422p9le yuv420p9le yuv420p10le yuv422p10le "
-    "yuv444p10le yuv420p12le yuv422p12le yuv444p12le gray16le gray gbrp9le gbrp10le gbrp12le gbrp14le".split()
+    [
+        "yuv420p",
+        "yuva420p",
+        "yuva422p",
+        "yuv444p",
+        "yuva444p",
+        "yuv440p",
+        "yuv422p",
+        "yuv411p",
+        "yuv410p",
+        "bgr0",
+        "bgra",
+        "yuv420p16le",
+        "yuv422p16le",
+        "yuv444p16le",
+        "yuv444p9le",
+        "yuv422p9le",
+        "yuv420p9le",
+        "yuv420p10le",
+        "yuv422p10le",
+        "yuv444p10le",
+        "yuv420p12le",
+        "yuv422p12le",
+        "yuv444p12le",
+        "gray16le",
+        "gray",
+        "gbrp9le",
+        "gbrp10le",
+        "gbrp12le",
+        "gbrp14le",
+    ]
 )
 # Byte order of the packed RGB formats we accept, as indices of R, G, B, A/pad.
-_PACKED_ORDER = {"rgb24": "RGB", "bgr24": "BGR", "rgba": "RGBA", "argb": "ARGB", "abgr": "ABGR", "bgra": "BGRA", "rgb0": "RGBX", "0rgb": "XRGB", "0bgr": "XBGR", "bgr0": "BGRX"}
+_PACKED_ORDER = {
+    "rgb24": "RGB",
+    "bgr24": "BGR",
+    "rgba": "RGBA",
+    "argb": "ARGB",
+    "abgr": "ABGR",
+    "bgra": "BGRA",
+    "rgb0": "RGBX",
+    "0rgb": "XRGB",
+    "0bgr": "XBGR",
+    "bgr0": "BGRX",
+}
 
 
 @dataclass(frozen=True)
@@ -76,6 +133,7 @@ class Recipe:
     scale: int
     frames: tuple[int, int] | None = None
     device: str = "cpu"
+    accept_decode_errors: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -83,6 +141,7 @@ class Recipe:
             "operations": [{"op": "upscale", "model": self.model, "scale": self.scale}],
             "frames": None if self.frames is None else f"{self.frames[0]}:{self.frames[1]}",
             "device": self.device,
+            "accept_decode_errors": self.accept_decode_errors,
         }
 
 
@@ -176,7 +235,7 @@ class _Bundle:
 def _timing(pts: list[int], time_base: Fraction, rate: Fraction | None) -> dict[str, Any]:
     """Frame timing summary. VFR: some frame interval differs from the nominal one by more
     than one tick of the stream time base (the rounding a millisecond container adds)."""
-    deltas = [b - a for a, b in zip(pts, pts[1:], strict=False)]
+    deltas = [b - a for a, b in itertools.pairwise(pts)]
     if not deltas:
         return {"vfr": False, "min_interval": None, "max_interval": None, "nominal_interval": None}
     nominal = (1 / rate) / time_base if rate else Fraction(sorted(deltas)[len(deltas) // 2])
@@ -190,7 +249,7 @@ def _timing(pts: list[int], time_base: Fraction, rate: Fraction | None) -> dict[
     }
 
 
-def _ingest(evidence: Path, bundle: _Bundle, show_progress: bool | None) -> tuple[dict[str, Any], list[bytes]]:
+def _ingest(evidence: Path, bundle: _Bundle, show_progress: bool | None, accept_damage: bool) -> tuple[dict[str, Any], list[bytes]]:
     """Decode every evidence frame once: input.framehash, timing, decoder complaints."""
     head, lines, reader = video_framehashes(evidence)
     leaf_hashes: list[bytes] = []
@@ -210,9 +269,18 @@ def _ingest(evidence: Path, bundle: _Bundle, show_progress: bool | None) -> tupl
                 out.write(line + "\n")
                 leaf_hashes.append(merkle.hash_leaf(line.encode()))
                 advance()
-        stats = reader.stats.to_json()
+        damage = reader.stats
+        stats = damage.to_json()
     if not pts:
-        raise EvidenceError(f"{evidence}: no decodable video frames ({stats['decode_errors']} decode errors)")
+        raise EvidenceError(f"{evidence}: no decodable video frames ({damage.summary()})")
+    if damage.damaged:
+        first = damage.errors[0] if damage.errors else ""
+        if not accept_damage:
+            raise EvidenceError(
+                f"{evidence}: damaged stream: {damage.summary()} (first: {first}); "
+                "rerun with --accept-decode-errors to process what decodes, with the damage recorded"
+            )
+        log.warning("%s: damaged stream accepted: %s", evidence, damage.summary())
     body = {
         "probe": info.to_json(),
         "frames_decoded": len(pts),
@@ -231,8 +299,12 @@ def _ingest(evidence: Path, bundle: _Bundle, show_progress: bool | None) -> tupl
     return body, leaf_hashes
 
 
-def _enhance_frames(evidence: Path, bundle: _Bundle, recipe: Recipe, n_frames: int, show_progress: bool | None) -> dict[str, Any]:
-    """The enhancement pass. Returns what the step did, frame by frame summarised."""
+def _enhance_frames(
+    evidence: Path, bundle: _Bundle, recipe: Recipe, n_frames: int, show_progress: bool | None
+) -> tuple[dict[str, Any], list[bytes]]:
+    """The enhancement pass: decode, upscale native planes, hash, encode, and decode the master's
+    packets back as they are written (lossless round trip). Three stages overlap on threads.
+    Returns the step summary and the Merkle leaf hashes of output.framehash."""
     start, end = recipe.frames or (0, n_frames)
     hashes_path = bundle.path(".output-hashes")
     with VideoReader(evidence) as reader, open(hashes_path, "w", encoding="ascii") as hashes:
@@ -244,12 +316,44 @@ def _enhance_frames(evidence: Path, bundle: _Bundle, recipe: Recipe, n_frames: i
         siting = "center" if src_fmt.startswith("yuvj") else "left"
         rate = info.guessed_rate
         mode_tags = {"FVSR_MODE": recipe.mode, "FVSR_TOOL": f"forensic-vsr {__version__}"}
-        master = VideoWriter(bundle.path("output/master.mkv"), codec="ffv1", pix_fmt=dst_fmt, width=out_w, height=out_h,
-                             time_base=info.time_base, rate=rate, options=FFV1_OPTIONS, metadata=mode_tags,
-                             sample_aspect_ratio=info.sample_aspect_ratio)
+        master = VideoWriter(
+            bundle.path("output/master.mkv"),
+            codec="ffv1",
+            pix_fmt=dst_fmt,
+            width=out_w,
+            height=out_h,
+            time_base=info.time_base,
+            rate=rate,
+            options=FFV1_OPTIONS,
+            metadata=mode_tags,
+            sample_aspect_ratio=info.sample_aspect_ratio,
+        )
         pw, ph = out_w - out_w % 2, out_h - out_h % 2
-        preview = VideoWriter(bundle.path("output/preview.mp4"), codec="libx264", pix_fmt="yuv420p", width=pw, height=ph,
-                              time_base=info.time_base, rate=rate, options=PREVIEW_OPTIONS, metadata=mode_tags)
+        preview = VideoWriter(
+            bundle.path("output/preview.mp4"),
+            codec="libx264",
+            pix_fmt="yuv420p",
+            width=pw,
+            height=ph,
+            time_base=info.time_base,
+            rate=rate,
+            options=PREVIEW_OPTIONS,
+            metadata=mode_tags,
+        )
+        checks: list[RoundTripCheck] = []
+        checker = PipelineStage(lambda packets: checks[0].feed(packets), "round-trip")
+
+        def encode(frame: av.VideoFrame, pts: int, sha256: str) -> None:
+            if not checks:  # FFV1's extradata exists once the encoder has opened
+                packets = master.write(frame, pts)
+                checks.append(RoundTripCheck("ffv1", master.extradata, out_w, out_h))
+            else:
+                packets = None
+            checks[0].expect(sha256)
+            checker.submit(packets if packets is not None else master.write(frame, pts))
+            preview.write(frame.reformat(width=pw, height=ph, format="yuv420p"), pts)
+
+        encoder = PipelineStage(encode, "encoder")
         written = 0
         try:
             with progress("enhance", end - start, show_progress) as advance:
@@ -261,53 +365,90 @@ def _enhance_frames(evidence: Path, bundle: _Bundle, recipe: Recipe, n_frames: i
                     planes = frame_planes(decoded.frame)
                     out_planes = []
                     for plane, (sx, sy, vmax) in zip(planes, geometry, strict=True):
-                        cw = -(-out_w // sx)
-                        chh = -(-out_h // sy)
-                        out_planes.append(upscale_plane(plane, kind=recipe.model, scale=recipe.scale, out_width=cw,
-                                                        out_height=chh, subsampling=(sx, sy), siting=siting, max_value=vmax))
+                        out_planes.append(
+                            upscale_plane(
+                                plane,
+                                kind=recipe.model,
+                                scale=recipe.scale,
+                                out_width=-(-out_w // sx),
+                                out_height=-(-out_h // sy),
+                                subsampling=(sx, sy),
+                                siting=siting,
+                                max_value=vmax,
+                            )
+                        )
                     if src_fmt in _PACKED_ORDER:
                         out_planes = [_convert_packed(out_planes[0], src_fmt, dst_fmt)]
                     frame = frame_from_planes(out_planes, dst_fmt, out_w, out_h)
-                    hashes.write(planes_sha256(out_planes) + "\n")
-                    master.write(frame, decoded.pts)
-                    preview.write(frame.reformat(width=pw, height=ph, format="yuv420p"), decoded.pts)
+                    sha256 = planes_sha256(out_planes)
+                    hashes.write(f"{sha256} {sum(p.nbytes for p in out_planes)}\n")
+                    encoder.submit(frame, decoded.pts, sha256)
                     written += 1
                     advance()
+            encoder.close()
+            checker.submit(master.close())
+            checker.submit(None)  # flush the decoder
+            checker.close()
         finally:
+            encoder.close()
+            checker.close()
             master.close()
             preview.close()
     if written != end - start:
-        raise IntegrityError(f"decoded {written} frames in the enhancement pass, expected {end - start}: the evidence decodes differently on a second read")
-    return {
+        raise IntegrityError(
+            f"decoded {written} frames in the enhancement pass, expected {end - start}: the evidence decodes differently on a second read"
+        )
+    check = checks[0]
+    if check.mismatch is not None:
+        index, want, got = check.mismatch
+        raise IntegrityError(f"lossless round trip failed at output frame {index}: encoded {want[:16]}…, decoded {got[:16]}…")
+    if check.checked != written:
+        raise IntegrityError(f"lossless round trip failed: {written} frames encoded, {check.checked} decoded back")
+    step = {
         "frames": {"start": start, "end": end, "count": written},
         "pix_fmt_in": src_fmt,
         "pix_fmt_out": dst_fmt,
         "width_out": out_w,
         "height_out": out_h,
         "chroma_siting_assumed": siting,
+        "lossless_round_trip": {"frames_decoded_back": check.checked, "all_equal": True},
     }
+    return step, _output_framehash(bundle, out_w, out_h)
 
 
-def _round_trip(bundle: _Bundle) -> tuple[list[bytes], int]:
-    """Decode the master back; every frame must hash exactly as it did before encoding."""
-    head, lines, reader = video_framehashes(bundle.path("output/master.mkv"))
+def _output_framehash(bundle: _Bundle, width: int, height: int) -> list[bytes]:
+    """output.framehash from the master's stored timestamps (read by demuxing) and the frame
+    hashes proven by the round trip; `fvsr verify` re-derives it by decoding the file."""
     leaf_hashes: list[bytes] = []
-    with reader, open(bundle.path(".output-hashes"), encoding="ascii") as expected, \
-            open(bundle.path("output.framehash"), "w", encoding="ascii") as out:
-        out.write("\n".join(head) + "\n")
-        for frame_hash, decoded in lines:
-            want = expected.readline().strip()
-            if frame_hash.sha256 != want:
-                raise IntegrityError(f"lossless round trip failed at output frame {decoded.index}: encoded {want[:16]}…, decoded {frame_hash.sha256[:16]}…")
-            line = frame_hash.line()
+    with (
+        VideoReader(bundle.path("output/master.mkv")) as reader,
+        open(bundle.path(".output-hashes"), encoding="ascii") as hashes,
+        open(bundle.path("output.framehash"), "w", encoding="ascii") as out,
+    ):
+        info = reader.info
+        mapper = TimestampMapper(info.time_base, info.guessed_rate)
+        out.write(
+            "\n".join(
+                header(
+                    time_base=mapper.out_tb,
+                    width=width,
+                    height=height,
+                    sar=info.sample_aspect_ratio,
+                    software=f"forensic-vsr {__version__}",
+                )
+            )
+            + "\n"
+        )
+        for pts in reader.packet_timestamps():
+            sha256, size = hashes.readline().split()
+            dts, out_pts, duration = mapper.map(pts)
+            line = FrameHash(0, dts, out_pts, duration, int(size), sha256).line()
             out.write(line + "\n")
             leaf_hashes.append(merkle.hash_leaf(line.encode()))
-        if expected.readline():
-            raise IntegrityError(f"lossless round trip failed: master.mkv holds only {len(leaf_hashes)} frames")
-        if reader.stats.decode_errors or reader.stats.corrupt_packets:
-            raise IntegrityError("lossless round trip failed: master.mkv does not decode cleanly")
+        if hashes.readline():
+            raise IntegrityError(f"master.mkv holds only {len(leaf_hashes)} frames")
     bundle.path(".output-hashes").unlink()
-    return leaf_hashes, len(leaf_hashes)
+    return leaf_hashes
 
 
 def _file_entry(bundle: _Bundle, name: str) -> dict[str, Any]:
@@ -331,11 +472,16 @@ def enhance(evidence: Path, target: Path, recipe: Recipe, examiner: Examiner, sh
         sha_before = file_sha256(evidence)
         stat_before = evidence.stat()
         chain = ChainWriter(bundle.path("chain.jsonl"), examiner.signer, examiner.name)
-        ingest, in_leaves = _ingest(evidence, bundle, show_progress)
+        ingest, in_leaves = _ingest(evidence, bundle, show_progress, recipe.accept_decode_errors)
         ingest_body = {
             "case_id": examiner.case_id,
-            "evidence": {"name": evidence.name, "path": str(evidence.resolve()), "size": stat_before.st_size,
-                         "sha256": sha_before, "mtime_ns": stat_before.st_mtime_ns},
+            "evidence": {
+                "name": evidence.name,
+                "path": str(evidence.resolve()),
+                "size": stat_before.st_size,
+                "sha256": sha_before,
+                "mtime_ns": stat_before.st_mtime_ns,
+            },
             **ingest,
             "exiftool": exiftool_metadata(evidence),
         }
@@ -346,20 +492,30 @@ def enhance(evidence: Path, target: Path, recipe: Recipe, examiner: Examiner, sh
             a, b = frames
             b = n_frames if b == -1 else b
             if a >= n_frames or b > n_frames:
-                raise UsageError(f"--frames {frames[0]}:{'' if frames[1] == -1 else frames[1]} is outside the evidence's {n_frames} decoded frames (0:{n_frames})")
-            recipe = Recipe(recipe.mode, recipe.model, recipe.scale, (a, b), recipe.device)
-        step = _enhance_frames(evidence, bundle, recipe, n_frames, show_progress)
-        out_leaves, n_out = _round_trip(bundle)
+                asked = f"{frames[0]}:{'' if frames[1] == -1 else frames[1]}"
+                raise UsageError(f"--frames {asked} is outside the evidence's {n_frames} decoded frames (0:{n_frames})")
+            recipe = dataclasses.replace(recipe, frames=(a, b))
+        step, out_leaves = _enhance_frames(evidence, bundle, recipe, n_frames, show_progress)
+        n_out = len(out_leaves)
         sha_after = file_sha256(evidence)
         if sha_after != sha_before:
-            raise IntegrityError(f"{evidence}: the evidence file changed during processing (sha256 {sha_before[:16]}… -> {sha_after[:16]}…)")
+            raise IntegrityError(
+                f"{evidence}: the evidence file changed during processing (sha256 {sha_before[:16]}… -> {sha_after[:16]}…)"
+            )
         finished = utc_now()
         outputs = [_file_entry(bundle, n) for n in ("output/master.mkv", "output/preview.mp4", "output.framehash", "input.framehash")]
         out_root = merkle.root_from_leaf_hashes(out_leaves).hex()
         chain.append("step.run", _statement(recipe, ingest_body, step, outputs, out_root, n_out, started, finished))
-        chain.append("output.write", {"files": outputs, "evidence_sha256_after": sha_after, "evidence_unchanged": True,
-                                      "frame_roots": {"input": ingest["input_framehash"]["merkle_root"], "output": out_root},
-                                      "frame_counts": {"input": len(in_leaves), "output": n_out}})
+        chain.append(
+            "output.write",
+            {
+                "files": outputs,
+                "evidence_sha256_after": sha_after,
+                "evidence_unchanged": True,
+                "frame_roots": {"input": ingest["input_framehash"]["merkle_root"], "output": out_root},
+                "frame_counts": {"input": len(in_leaves), "output": n_out},
+            },
+        )
         chain.append("run.complete", {"records": len(chain.digests) + 1, "status": "complete"})
         _write_manifest(bundle, chain)
         chain.close()
@@ -372,8 +528,16 @@ def enhance(evidence: Path, target: Path, recipe: Recipe, examiner: Examiner, sh
     return Path(target)
 
 
-def _statement(recipe: Recipe, ingest: dict[str, Any], step: dict[str, Any], outputs: list[dict[str, Any]],
-               out_root: str, n_out: int, started: str, finished: str) -> dict[str, Any]:
+def _statement(
+    recipe: Recipe,
+    ingest: dict[str, Any],
+    step: dict[str, Any],
+    outputs: list[dict[str, Any]],
+    out_root: str,
+    n_out: int,
+    started: str,
+    finished: str,
+) -> dict[str, Any]:
     """The step record: an in-toto Statement v1 with an SLSA Provenance v1 predicate."""
     evidence = ingest["evidence"]
     return {
@@ -390,10 +554,12 @@ def _statement(recipe: Recipe, ingest: dict[str, Any], step: dict[str, Any], out
                 "internalParameters": environment_report(recipe.device),
                 "resolvedDependencies": [
                     {"name": f"evidence:{evidence['name']}", "digest": {"sha256": evidence["sha256"]}},
-                    {"name": f"frames:evidence:{evidence['name']}",
-                     "digest": {"rfc9162-sha256": ingest["input_framehash"]["merkle_root"]}},
-                    {"name": f"model:{recipe.model}", "digest": {"sha256": _classical_digest(recipe.model)},
-                     "annotations": {"class": "classical", "description": KERNEL_DESCRIPTION[recipe.model]}},
+                    {"name": f"frames:evidence:{evidence['name']}", "digest": {"rfc9162-sha256": ingest["input_framehash"]["merkle_root"]}},
+                    {
+                        "name": f"model:{recipe.model}",
+                        "digest": {"sha256": _classical_digest(recipe.model)},
+                        "annotations": {"class": "classical", "description": KERNEL_DESCRIPTION[recipe.model]},
+                    },
                 ],
             },
             "runDetails": {
@@ -425,4 +591,3 @@ def _write_manifest(bundle: _Bundle, chain: ChainWriter) -> None:
     tmp = bundle.path("manifest.json.tmp")
     tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     os.replace(tmp, bundle.path("manifest.json"))
-

@@ -34,8 +34,12 @@ def cpu_features() -> dict[str, Any]:
                     model = value.strip()
     except OSError:
         pass
-    return {"machine": platform.machine(), "model": model, "flags": sorted(f for f in _CPU_FLAGS if f in flags),
-            "logical_cpus": os.cpu_count()}
+    return {
+        "machine": platform.machine(),
+        "model": model,
+        "flags": sorted(f for f in _CPU_FLAGS if f in flags),
+        "logical_cpus": os.cpu_count(),
+    }
 
 
 def environment_report(device: str) -> dict[str, Any]:

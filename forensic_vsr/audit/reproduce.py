@@ -14,7 +14,7 @@ import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from forensic_vsr.audit.keys import Signer
-from forensic_vsr.audit.verify import Check, ChainView, _fail, _pass
+from forensic_vsr.audit.verify import ChainView, Check, _fail, _pass
 from forensic_vsr.media import VideoReader, frame_planes
 
 
@@ -25,7 +25,14 @@ def _recipe(step: dict[str, Any]):  # type: ignore[no-untyped-def]
     (op,) = params["operations"]
     frames = params.get("frames")
     rng = tuple(int(x) for x in frames.split(":")) if frames else None
-    return Recipe(mode=params["mode"], model=op["model"], scale=int(op["scale"]), frames=rng, device=params.get("device", "cpu"))  # type: ignore[arg-type]
+    return Recipe(
+        mode=params["mode"],
+        model=op["model"],
+        scale=int(op["scale"]),
+        frames=rng,  # type: ignore[arg-type]
+        device=params.get("device", "cpu"),
+        accept_decode_errors=bool(params.get("accept_decode_errors")),
+    )
 
 
 def sample_differences(a: Path, b: Path) -> tuple[int, int, int, int]:
@@ -64,8 +71,13 @@ def reproduce(bundle: Path, view: ChainView, evidence: Path) -> list[Check]:
         theirs = (bundle / "output.framehash").read_text().splitlines()
         strip = [ln for ln in mine if not ln.startswith("#")], [ln for ln in theirs if not ln.startswith("#")]
         if strip[0] == strip[1]:
-            return [_pass("reproduce", f"{len(strip[0])} output frames reproduced bit-exactly"
-                                       f"{'' if same_platform else ' (on a different platform than recorded)'}")]
+            return [
+                _pass(
+                    "reproduce",
+                    f"{len(strip[0])} output frames reproduced bit-exactly"
+                    f"{'' if same_platform else ' (on a different platform than recorded)'}",
+                )
+            ]
         frames, dframes, dsamples, dmax = sample_differences(out / "output/master.mkv", bundle / "output/master.mkv")
     where = "on the recorded platform" if same_platform else f"recorded on {recorded.get('platform')}, reproduced on {platform.platform()}"
     return [_fail("reproduce", f"{dframes} of {frames} frames differ: {dsamples} samples, max |difference| {dmax} ({where})")]

@@ -93,10 +93,16 @@ def read_chain(bundle: Path, key: Ed25519PublicKey) -> tuple[ChainView, list[Che
             schema_problems.append(f"record {i}: {problems[0]}")
         view.payloads.append(payload if isinstance(payload, dict) else None)
     n = len(view.lines)
-    checks.append(_fail("chain.signatures", "; ".join(sig_problems[:5])) if sig_problems
-                  else _pass("chain.signatures", f"{n} records, each signed by the supplied key"))
-    checks.append(_fail("chain.schema", "; ".join(schema_problems[:5])) if schema_problems
-                  else _pass("chain.schema", f"{n} records match audit/ schemas"))
+    checks.append(
+        _fail("chain.signatures", "; ".join(sig_problems[:5]))
+        if sig_problems
+        else _pass("chain.signatures", f"{n} records, each signed by the supplied key")
+    )
+    checks.append(
+        _fail("chain.schema", "; ".join(schema_problems[:5]))
+        if schema_problems
+        else _pass("chain.schema", f"{n} records match audit/ schemas")
+    )
     link_problems = []
     prev = None
     for i, (line, payload) in enumerate(zip(view.lines, view.payloads, strict=True)):
@@ -106,8 +112,11 @@ def read_chain(bundle: Path, key: Ed25519PublicKey) -> tuple[ChainView, list[Che
             if payload.get("prev") != prev:
                 link_problems.append(f"record {i}: prev is {str(payload.get('prev'))[:16]}…, expected {str(prev)[:16]}…")
         prev = record_digest(line)
-    checks.append(_fail("chain.links", "; ".join(link_problems[:5])) if link_problems
-                  else _pass("chain.links", f"{n} records hash-linked in sequence"))
+    checks.append(
+        _fail("chain.links", "; ".join(link_problems[:5]))
+        if link_problems
+        else _pass("chain.links", f"{n} records hash-linked in sequence")
+    )
     return view, checks
 
 
@@ -118,8 +127,13 @@ def _structure(view: ChainView) -> list[Check]:
     if types[0] != "evidence.ingest":
         return [_fail("chain.structure", f"first record is {types[0]}, expected evidence.ingest")]
     if types[-1] not in TERMINAL:
-        return [Check("chain.complete", "INCOMPLETE", f"run stopped after record {len(types) - 1} ({types[-1]}): "
-                      "no run.complete record; this bundle is not a finished run")]
+        return [
+            Check(
+                "chain.complete",
+                "INCOMPLETE",
+                f"run stopped after record {len(types) - 1} ({types[-1]}): no run.complete record; this bundle is not a finished run",
+            )
+        ]
     if any(t in TERMINAL for t in types[:-1]):
         return [_fail("chain.structure", "a terminal record (run.complete/run.aborted) is followed by more records")]
     if types[-1] == "run.aborted":
@@ -135,13 +149,21 @@ def _checkpoint(bundle: Path, view: ChainView, key: Ed25519PublicKey) -> list[Ch
     try:
         manifest = json.loads((bundle / "manifest.json").read_text())
     except (OSError, ValueError) as exc:
-        return [Check("manifest", "INCOMPLETE" if not (bundle / "manifest.json").exists() else "FAIL",
-                      f"manifest.json unreadable ({exc.__class__.__name__}): no signed checkpoint")]
+        return [
+            Check(
+                "manifest",
+                "INCOMPLETE" if not (bundle / "manifest.json").exists() else "FAIL",
+                f"manifest.json unreadable ({exc.__class__.__name__}): no signed checkpoint",
+            )
+        ]
     checks = []
     supplied = dsse.keyid(key)
     named = manifest.get("keyid")
-    checks.append(_pass("manifest.key", f"manifest names key {supplied[:16]}…, the supplied key") if named == supplied
-                  else _fail("manifest.key", f"manifest names key {str(named)[:16]}…, the supplied key is {supplied[:16]}…"))
+    checks.append(
+        _pass("manifest.key", f"manifest names key {supplied[:16]}…, the supplied key")
+        if named == supplied
+        else _fail("manifest.key", f"manifest names key {str(named)[:16]}…, the supplied key is {supplied[:16]}…")
+    )
     try:
         body = json.loads(dsse.open_envelope(manifest.get("checkpoint"), key, dsse.CHECKPOINT_TYPE))
     except (ValueError, dsse.EnvelopeError) as exc:
@@ -159,8 +181,11 @@ def _checkpoint(bundle: Path, view: ChainView, key: Ed25519PublicKey) -> list[Ch
         found.append(f"head {body['head'][:16]}… signed, chain ends with {digests[-1][:16]}…")
     if body["root_hash"] != root:
         found.append(f"root {body['root_hash'][:16]}… signed, chain's Merkle root is {root[:16]}…")
-    checks.append(_fail("checkpoint.chain", "; ".join(found)) if found
-                  else _pass("checkpoint.chain", f"signed tree size {len(digests)}, head and Merkle root match the chain"))
+    checks.append(
+        _fail("checkpoint.chain", "; ".join(found))
+        if found
+        else _pass("checkpoint.chain", f"signed tree size {len(digests)}, head and Merkle root match the chain")
+    )
     return checks
 
 
@@ -188,8 +213,11 @@ def _files(bundle: Path, view: ChainView) -> list[Check]:
     present = _bundle_files(bundle)
     extra = sorted(present - set(recorded) - set(FIXED_FILES))
     missing = sorted(set(recorded) - present)
-    checks = [_fail("files.inventory", "; ".join([*(f"unrecorded file {e}" for e in extra), *(f"missing file {m}" for m in missing)][:6]))
-              if extra or missing else _pass("files.inventory", f"{len(recorded)} recorded files present, no others")]
+    checks = [
+        _fail("files.inventory", "; ".join([*(f"unrecorded file {e}" for e in extra), *(f"missing file {m}" for m in missing)][:6]))
+        if extra or missing
+        else _pass("files.inventory", f"{len(recorded)} recorded files present, no others")
+    ]
     bad = []
     for name, entry in sorted(recorded.items()):
         if name in missing:
@@ -198,8 +226,11 @@ def _files(bundle: Path, view: ChainView) -> list[Check]:
         got = _sha256_file(path)
         if got != entry["sha256"] or path.stat().st_size != entry["size"]:
             bad.append(f"{name}: expected sha256 {entry['sha256'][:16]}…, found {got[:16]}…")
-    checks.append(_fail("files.digests", "; ".join(bad[:6])) if bad
-                  else _pass("files.digests", f"{len(recorded) - len(missing)} files match their recorded sha256"))
+    checks.append(
+        _fail("files.digests", "; ".join(bad[:6]))
+        if bad
+        else _pass("files.digests", f"{len(recorded) - len(missing)} files match their recorded sha256")
+    )
     step = view.first("step.run")
     if step:
         sub_bad = []
@@ -207,9 +238,12 @@ def _files(bundle: Path, view: ChainView) -> list[Check]:
             entry = recorded.get(subject["name"])
             want = subject["digest"].get("sha256")
             if want and (entry is None or entry["sha256"] != want):
-                sub_bad.append(f"{subject['name']}: step.run names {want[:16]}…, output.write names {(entry or {}).get('sha256', 'nothing')[:16]}…")
-        checks.append(_fail("step.subjects", "; ".join(sub_bad)) if sub_bad
-                      else _pass("step.subjects", "step.run subjects match the written files"))
+                sub_bad.append(
+                    f"{subject['name']}: step.run names {want[:16]}…, output.write names {(entry or {}).get('sha256', 'nothing')[:16]}…"
+                )
+        checks.append(
+            _fail("step.subjects", "; ".join(sub_bad)) if sub_bad else _pass("step.subjects", "step.run subjects match the written files")
+        )
     return checks
 
 
@@ -236,20 +270,27 @@ def _frames(bundle: Path, view: ChainView) -> list[Check]:
         return [_fail("frames.files", f"framehash file unreadable: {exc}")]
     in_root = _leaf_root(inp)
     rec = ingest["input_framehash"]
-    checks.append(_pass("frames.input_root", f"{len(inp)} input frame hashes, Merkle root {in_root[:16]}… as recorded")
-                  if in_root == rec["merkle_root"] == write["frame_roots"]["input"] and len(inp) == rec["tree_size"]
-                  else _fail("frames.input_root", f"input.framehash root {in_root[:16]}… ({len(inp)} frames), recorded {rec['merkle_root'][:16]}… ({rec['tree_size']} frames)"))
+    checks.append(
+        _pass("frames.input_root", f"{len(inp)} input frame hashes, Merkle root {in_root[:16]}… as recorded")
+        if in_root == rec["merkle_root"] == write["frame_roots"]["input"] and len(inp) == rec["tree_size"]
+        else _fail(
+            "frames.input_root",
+            f"input.framehash root {in_root[:16]}… ({len(inp)} frames), recorded {rec['merkle_root'][:16]}… ({rec['tree_size']} frames)",
+        )
+    )
     out_root = _leaf_root(out)
     subject = next((s for s in step["subject"] if s["name"] == "frames:output/master.mkv"), None)
     signed_root = subject["digest"].get("rfc9162-sha256") if subject else None
-    checks.append(_pass("frames.output_root", f"{len(out)} output frame hashes, Merkle root {out_root[:16]}… as signed in step.run")
-                  if out_root == signed_root == write["frame_roots"]["output"]
-                  else _fail("frames.output_root", f"output.framehash root {out_root[:16]}…, step.run signs {str(signed_root)[:16]}…"))
+    checks.append(
+        _pass("frames.output_root", f"{len(out)} output frame hashes, Merkle root {out_root[:16]}… as signed in step.run")
+        if out_root == signed_root == write["frame_roots"]["output"]
+        else _fail("frames.output_root", f"output.framehash root {out_root[:16]}…, step.run signs {str(signed_root)[:16]}…")
+    )
     master = bundle / "output/master.mkv"
     if master.exists():
         try:
             decoded = _decode_lines(master)
-        except Exception as exc:  # noqa: BLE001 - a broken master is a failed check, not a crash
+        except Exception as exc:
             checks.append(_fail("frames.master_decode", f"output/master.mkv does not decode: {exc}"))
         else:
             checks.append(_compare_lines("frames.master_decode", "output/master.mkv decoded now", decoded, "output.framehash", out))
@@ -279,12 +320,15 @@ def _evidence(bundle: Path, view: ChainView, evidence: Path) -> list[Check]:
         return [_fail("evidence.sha256", f"{evidence}: no such file")]
     want = ingest["evidence"]["sha256"]
     got = _sha256_file(evidence)
-    checks = [_pass("evidence.sha256", f"{evidence.name} has the recorded sha256 {want[:16]}…") if got == want
-              else _fail("evidence.sha256", f"{evidence.name}: expected sha256 {want[:16]}…, found {got[:16]}…")]
+    checks = [
+        _pass("evidence.sha256", f"{evidence.name} has the recorded sha256 {want[:16]}…")
+        if got == want
+        else _fail("evidence.sha256", f"{evidence.name}: expected sha256 {want[:16]}…, found {got[:16]}…")
+    ]
     try:
         decoded = _decode_lines(evidence)
         recorded = _framehash_file(bundle / "input.framehash")
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         return [*checks, _fail("evidence.frames", f"cannot decode {evidence.name}: {exc}")]
     checks.append(_compare_lines("evidence.frames", f"{evidence.name} decoded now", decoded, "input.framehash", recorded))
     return checks
@@ -307,4 +351,3 @@ def verify_bundle(bundle: Path, key: Ed25519PublicKey, evidence: Path | None = N
     yield from _frames(bundle, view)
     if evidence is not None:
         yield from _evidence(bundle, view, Path(evidence))
-

@@ -19,9 +19,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING
-from fractions import Fraction
 
 from forensic_vsr.timebase import rescale
 
@@ -30,7 +30,6 @@ if TYPE_CHECKING:
 
 HEADER_COLUMNS = "#stream#, dts,        pts, duration,     size, hash"
 _LINE = re.compile(r"^(\d+),\s*(-?\d+),\s*(-?\d+),\s*(-?\d+),\s*(\d+),\s*([0-9a-f]{64})$")
-
 
 
 def output_time_base(stream_time_base: Fraction, guessed_rate: Fraction | None) -> Fraction:
@@ -151,6 +150,7 @@ def video_framehashes(path: Path) -> tuple[list[str], Iterator[tuple[FrameHash, 
             dts, pts, duration = mapper.map(decoded.pts)
             yield FrameHash(0, dts, pts, duration, sum(p.nbytes for p in planes), planes_sha256(planes)), decoded
 
-    head = header(time_base=mapper.out_tb, width=info.width, height=info.height,
-                  sar=info.sample_aspect_ratio, software=f"forensic-vsr {__version__}")
+    head = header(
+        time_base=mapper.out_tb, width=info.width, height=info.height, sar=info.sample_aspect_ratio, software=f"forensic-vsr {__version__}"
+    )
     return head, lines(), reader

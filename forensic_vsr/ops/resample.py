@@ -5,8 +5,8 @@ Geometry: pixel centres are aligned (output sample K of a plane scaled by s sits
 position (K + 0.5)/s - 0.5), and chroma planes keep their siting: a chroma sample that sat on
 the left luma column of its pair (MPEG-2/H.264 "left" siting) still does after scaling, so luma
 and chroma stay registered for odd sizes and every factor. Arithmetic is float32 in a fixed
-order, then rounded half to even and clipped to the format's range: the same input gives the
-same bytes on every platform numpy runs on.
+order (OpenCV's filter2D for the taps), then rounded half to even and clipped to the format's
+range: the same input gives the same bytes on the same platform.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
+import cv2
 import numpy as np
 
 Kernel = Literal["bicubic", "lanczos"]
@@ -76,20 +77,27 @@ def axis_plan(kind: str, scale: int, subsampling: int, siting: Siting) -> AxisPl
 
 
 def _resample_axis(x: np.ndarray, plan: AxisPlan, out_len: int, axis: int) -> np.ndarray:
-    x = np.moveaxis(x, axis, 0)
-    n = x.shape[0]
-    lo = max(0, -int(plan.offsets.min()))
-    hi = max(0, int(plan.offsets.max()))
-    padded = np.concatenate([np.repeat(x[:1], lo, axis=0), x, np.repeat(x[-1:], hi, axis=0)], axis=0)
-    phases = []
+    """One separable pass: each phase is a short correlation (cv2.filter2D, replicated borders)
+    evaluated at every input sample, and the phases interleave into the output."""
+    n = x.shape[axis]
+    shape = list(x.shape)
+    shape[axis] = n * plan.scale
+    out = np.empty(shape, np.float32)
     for p in range(plan.scale):
-        acc = np.zeros_like(x, dtype=np.float32)
-        for off, w in zip(plan.offsets[p], plan.weights[p], strict=True):
-            start = lo + int(off)
-            acc += w * padded[start : start + n]
-        phases.append(acc)
-    out = np.stack(phases, axis=1).reshape((n * plan.scale, *x.shape[1:]))[:out_len]
-    return np.moveaxis(out, 0, axis)
+        offsets, weights = plan.offsets[p], plan.weights[p]
+        # filter2D computes dst(i) = sum_j k[j] * src(i + j - anchor); our taps sit at i + offsets[j]
+        anchor = -int(offsets[0])
+        if not 0 <= anchor < offsets.size:
+            raise ValueError("kernel phase does not cover its own sample")
+        kernel = weights.reshape(1, -1) if axis == 1 else weights.reshape(-1, 1)
+        anchor_xy = (anchor, 0) if axis == 1 else (0, anchor)
+        phase = cv2.filter2D(x, cv2.CV_32F, kernel, anchor=anchor_xy, borderType=cv2.BORDER_REPLICATE)
+        index = [slice(None)] * x.ndim
+        index[axis] = slice(p, None, plan.scale)
+        out[tuple(index)] = phase.reshape(out[tuple(index)].shape)
+    index = [slice(None)] * x.ndim
+    index[axis] = slice(0, out_len)
+    return out[tuple(index)]
 
 
 def upscale_plane(
@@ -110,7 +118,7 @@ def upscale_plane(
     if scale < 1:
         raise ValueError("scale must be a positive integer")
     sub_x, sub_y = subsampling
-    x = plane.astype(np.float32)
+    x = np.ascontiguousarray(plane, dtype=np.float32)
     x = _resample_axis(x, axis_plan(kind, scale, sub_x, siting), out_width, axis=1)
     x = _resample_axis(x, axis_plan(kind, scale, sub_y, "center"), out_height, axis=0)
     np.rint(x, out=x)

@@ -1,0 +1,180 @@
+"""`fvsr enhance` end to end on real and synthesized clips, through the real CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import pytest
+
+from forensic_vsr.integrity import dsse
+from forensic_vsr.media import file_sha256
+from forensic_vsr.timebase import rescale
+from tests.conftest import ffmpeg_framehash, run_fvsr
+
+
+def chain_payloads(bundle: Path) -> list[dict]:
+    import base64
+
+    return [json.loads(base64.b64decode(json.loads(line)["payload"])) for line in (bundle / "chain.jsonl").read_text().splitlines()]
+
+
+def test_bundle_layout_and_records(carphone_bundle: Path) -> None:
+    names = sorted(str(p.relative_to(carphone_bundle)) for p in carphone_bundle.rglob("*") if p.is_file())
+    assert names == ["chain.jsonl", "input.framehash", "manifest.json", "output.framehash", "output/master.mkv", "output/preview.mp4"]
+    types = [p["type"] for p in chain_payloads(carphone_bundle)]
+    assert types == ["evidence.ingest", "step.run", "output.write", "run.complete"]
+    ingest = chain_payloads(carphone_bundle)[0]["body"]
+    assert ingest["frames_decoded"] == 120 and len(ingest["pts"]) == 120
+    assert ingest["probe"]["codec"] == "h264" and ingest["probe"]["pix_fmt"] == "yuv420p"
+    assert ingest["probe"]["time_base"] == "1/30000" and ingest["timing"]["vfr"] is False
+    assert ingest["exiftool"].get("File:MIMEType") == "video/mp4", ingest["exiftool"]
+    step = chain_payloads(carphone_bundle)[1]["body"]
+    assert step["predicate"]["buildDefinition"]["externalParameters"]["frames"] == "0:40"
+    libs = step["predicate"]["buildDefinition"]["internalParameters"]["libraries"]
+    assert libs["av"] and libs["numpy"] and "libavcodec" in libs["ffmpeg_libraries"]
+
+
+def test_output_framehash_equals_ffmpeg_on_master(carphone_bundle: Path, ffmpeg: str) -> None:
+    ours = [ln for ln in (carphone_bundle / "output.framehash").read_text().splitlines() if not ln.startswith("#")]
+    assert len(ours) == 40
+    assert ours == ffmpeg_framehash(ffmpeg, carphone_bundle / "output/master.mkv")
+
+
+def test_input_framehash_covers_the_whole_evidence(carphone_bundle: Path, carphone: Path, ffmpeg: str) -> None:
+    ours = [ln for ln in (carphone_bundle / "input.framehash").read_text().splitlines() if not ln.startswith("#")]
+    assert ours == ffmpeg_framehash(ffmpeg, carphone)
+
+
+def test_master_is_lossless_ffv1_and_keeps_timestamps(carphone_bundle: Path, carphone: Path) -> None:
+    with av.open(str(carphone_bundle / "output/master.mkv")) as c:
+        s = c.streams.video[0]
+        assert (s.codec_context.name, s.codec_context.format.name, s.width, s.height) == ("ffv1", "yuv420p", 352, 288)
+        assert c.metadata.get("FVSR_MODE") == "evidential"
+        out_ms = [f.pts * f.time_base * 1000 for f in c.decode(s)]
+    with av.open(str(carphone)) as c:
+        s = c.streams.video[0]
+        in_ms = [rescale(f.pts, f.time_base, Fraction(1, 1000)) for i, f in enumerate(c.decode(s)) if i < 40]
+    assert out_ms == in_ms  # Matroska stores milliseconds; the exact source pts are in the ingest record
+    with av.open(str(carphone_bundle / "output/preview.mp4")) as c:
+        cc = c.streams.video[0].codec_context
+        assert (cc.name, cc.format.name) == ("h264", "yuv420p")
+        assert sum(1 for _ in c.decode(video=0)) == 40
+
+
+def test_evidence_is_unchanged(carphone_bundle: Path, carphone: Path) -> None:
+    ingest = chain_payloads(carphone_bundle)[0]["body"]
+    assert file_sha256(carphone) == ingest["evidence"]["sha256"] == "1c4add7838b07b4d65ad9d66e9491758c7dbb6c717490db4b79ecf9ff82bab28"
+    write = chain_payloads(carphone_bundle)[2]["body"]
+    assert write["evidence_unchanged"] is True and write["evidence_sha256_after"] == ingest["evidence"]["sha256"]
+
+
+@pytest.mark.parametrize(
+    ("clip", "scale", "model", "out_fmt"),
+    [
+        ("odd_yuv420p", 3, "bicubic", "yuv420p"),
+        ("yuv444p", 2, "lanczos", "yuv444p"),
+        ("yuv420p10le", 2, "lanczos", "yuv420p10le"),
+        ("gray", 4, "bicubic", "gray"),
+        ("cinepak_rgb24", 2, "lanczos", "bgr0"),
+        ("vfr", 2, "bicubic", "yuv420p"),
+    ],
+)
+def test_formats_end_to_end(clip: str, scale: int, model: str, out_fmt: str, synth, keypair, tmp_path: Path, ffmpeg: str) -> None:  # type: ignore[no-untyped-def]
+    src = synth(clip)
+    out = tmp_path / "b"
+    run_fvsr("enhance", src, "-o", out, "--key", keypair[0], "--scale", scale, "--model", model, "-q", check=True)
+    with av.open(str(src)) as c:
+        w, h = c.streams.video[0].width, c.streams.video[0].height
+    with av.open(str(out / "output/master.mkv")) as c:
+        cc = c.streams.video[0].codec_context
+        assert (cc.format.name, cc.width, cc.height) == (out_fmt, w * scale, h * scale)
+    ours = [ln for ln in (out / "output.framehash").read_text().splitlines() if not ln.startswith("#")]
+    assert ours == ffmpeg_framehash(ffmpeg, out / "output/master.mkv")
+    if clip == "vfr":
+        assert chain_payloads(out)[0]["body"]["timing"]["vfr"] is True
+
+
+def test_round_trip_mismatch_is_an_error(monkeypatch: pytest.MonkeyPatch, synth, keypair, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """If the master did not decode to what was hashed before encoding, the run must fail."""
+    from forensic_vsr import enhance as enh
+    from forensic_vsr.audit.keys import load_signer
+    from forensic_vsr.errors import IntegrityError
+
+    real = enh.planes_sha256
+    calls = {"n": 0}
+
+    def off_by_one(planes):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        return real(planes) if calls["n"] != 3 else "0" * 64
+
+    monkeypatch.setattr(enh, "planes_sha256", off_by_one)
+    signer = load_signer(keypair[0], b"test-passphrase-123", "t")
+    with pytest.raises(IntegrityError, match="round trip failed at output frame 2"):
+        enh.enhance(synth("yuv444p"), tmp_path / "b", enh.Recipe("evidential", "lanczos", 2), enh.Examiner("t", None, signer), False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_same_input_gives_bit_identical_output(synth, keypair, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    src = synth("odd_yuv420p")
+    for name in ("a", "b"):
+        run_fvsr("enhance", src, "-o", tmp_path / name, "--key", keypair[0], "-q", check=True)
+    a = (tmp_path / "a/output.framehash").read_text().splitlines()[10:]
+    assert a == (tmp_path / "b/output.framehash").read_text().splitlines()[10:]
+
+
+def test_existing_bundle_is_never_overwritten(carphone_bundle: Path, carphone: Path, keypair) -> None:  # type: ignore[no-untyped-def]
+    before = file_sha256(carphone_bundle / "chain.jsonl")
+    proc = run_fvsr("enhance", carphone, "-o", carphone_bundle, "--key", keypair[0], "-q")
+    assert proc.returncode != 0 and "already exists" in proc.stderr
+    assert file_sha256(carphone_bundle / "chain.jsonl") == before
+
+
+def test_memory_does_not_grow_with_video_length(ffmpeg: str, keypair, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Peak RSS for 300 frames within 1.2x of 30 frames (the streaming promise)."""
+    peaks = {}
+    for n in (30, 300):
+        clip = tmp_path / f"c{n}.mp4"
+        subprocess.run(
+            [
+                ffmpeg,
+                "-v",
+                "error",
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc2=size=160x120:rate=25",
+                "-frames:v",
+                str(n),
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+                str(clip),
+            ],
+            check=True,
+        )
+        argv = ["enhance", str(clip), "-o", str(tmp_path / f"b{n}"), "--key", str(keypair[0]), "-q"]
+        code = (
+            f"import resource, sys; import forensic_vsr.cli as c; rc = c.main({argv!r});"
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(rc)"
+        )
+        proc = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "FVSR_KEY_PASSPHRASE": "test-passphrase-123"},
+            check=True,
+        )
+        peaks[n] = int(proc.stdout.strip().splitlines()[-1])
+    assert peaks[300] <= 1.2 * peaks[30], peaks
+
+
+def test_payload_type_is_the_record_type(carphone_bundle: Path) -> None:
+    line = (carphone_bundle / "chain.jsonl").read_text().splitlines()[0]
+    assert json.loads(line)["payloadType"] == dsse.RECORD_TYPE
