@@ -9,9 +9,13 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from forensic_vsr import __version__
 from forensic_vsr.errors import FvsrError, UsageError
+
+if TYPE_CHECKING:
+    from forensic_vsr.enhance import Recipe
 
 
 def _cmd_hash(args: argparse.Namespace) -> int:
@@ -38,18 +42,83 @@ def _signer(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     return load_signer(Path(key), read_passphrase(), args.examiner)
 
 
+def _recipe(args: argparse.Namespace, frames: tuple[int, int] | None = None) -> Recipe:
+    from forensic_vsr.enhance import Recipe
+
+    model = args.model if (args.model or args.weights) else "lanczos"
+    return Recipe(
+        mode=args.mode,
+        model=model,
+        scale=args.scale,
+        frames=frames,
+        device=args.device,
+        accept_decode_errors=getattr(args, "accept_decode_errors", False),
+        weights=Path(args.weights) if args.weights else None,
+        precision=args.precision,
+        policy=Path(args.policy) if args.policy else None,
+        override_policy=args.override_policy,
+        models_dirs=tuple(Path(d) for d in args.models_dir or ()),
+    )
+
+
+def _cmd_policy_explain(args: argparse.Namespace) -> int:
+    from forensic_vsr.enhance import decide_recipe
+
+    recipe = _recipe(args)
+    model, decision = decide_recipe(recipe)
+    policy = decision.policy
+    print(f"policy {policy.data['id']} v{policy.data['version']} ({policy.source}) sha256 {policy.sha256}")
+    print(f"model  {model.id} [{model.model_class}]" + (f" weights sha256 {model.weights_sha256}" if model.weights_sha256 else ""))
+    for r in decision.results:
+        print(f"{r.outcome.upper():<15} {r.rule}: {r.reason}")
+    print("ALLOWED" if decision.allowed else f"REFUSED: {len(decision.failures)} rule(s) failed")
+    return 0 if decision.allowed else 3
+
+
+def _cmd_models_list(args: argparse.Namespace) -> int:
+    from forensic_vsr.models.registry import registry
+
+    for card in sorted(registry([Path(d) for d in args.models_dir or ()]).values(), key=lambda c: c.id):
+        d = card.data
+        print(
+            f"{card.id:<22} {d['class']:<11} {d['task']:<14} x{',x'.join(map(str, d['scales'])):<10} "
+            f"{'builtin' if card.builtin else str(card.path.parent)}"
+        )
+    return 0
+
+
+def _cmd_models_show(args: argparse.Namespace) -> int:
+    import json
+
+    from forensic_vsr.models.registry import registry
+
+    cards = registry([Path(d) for d in args.models_dir or ()])
+    if args.id not in cards:
+        raise UsageError(f"no model card {args.id!r}; available: {', '.join(sorted(cards))}")
+    card = cards[args.id]
+    print(json.dumps({**card.data, "_card": {"path": str(card.path), "sha256": card.sha256}}, indent=2))
+    return 0
+
+
+def _add_recipe_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--mode", default="evidential", choices=["evidential", "investigative", "demonstrative"])
+    p.add_argument("--model", help="model card id (see `fvsr models list`); default lanczos")
+    p.add_argument("--weights", help="a weights file (state dict) you bring; unvetted unless a card names its sha256")
+    p.add_argument("--scale", type=int, default=2, help="integer scale factor")
+    p.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"])
+    p.add_argument("--policy", help="a policy file of your own (validated against policies/schema.json)")
+    p.add_argument(
+        "--override-policy", metavar="REASON", help="accept an evidential --policy weaker than the built-in one; the reason is recorded"
+    )
+    p.add_argument("--models-dir", action="append", help="an extra directory of model cards (repeatable; also FVSR_MODELS_PATH)")
+
+
 def _cmd_enhance(args: argparse.Namespace) -> int:
-    from forensic_vsr.enhance import Examiner, Recipe, enhance, parse_frames
+    from forensic_vsr.enhance import Examiner, enhance, parse_frames
 
     signer = _signer(args)
-    recipe = Recipe(
-        mode=args.mode,
-        model=args.model,
-        scale=args.scale,
-        frames=parse_frames(args.frames),
-        device=args.device,
-        accept_decode_errors=args.accept_decode_errors,
-    )
+    recipe = _recipe(args, frames=parse_frames(args.frames))
     bundle = enhance(
         Path(args.evidence),
         Path(args.output),
@@ -143,14 +212,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("enhance", help="enhance an evidence video into a signed bundle")
     p.add_argument("evidence", help="evidence video (opened read-only)")
     p.add_argument("-o", "--output", required=True, help="bundle directory to create (must not exist)")
-    p.add_argument("--mode", default="evidential", choices=["evidential", "investigative", "demonstrative"])
-    p.add_argument("--model", default="lanczos", help="upscaling model: bicubic or lanczos")
-    p.add_argument("--scale", type=int, default=2, help="integer scale factor 2..4")
+    _add_recipe_args(p)
     p.add_argument("--frames", help="A:B, the half-open range of decoded frames to process")
     p.add_argument("--key", help="examiner's private key (or FVSR_KEY); passphrase from FVSR_KEY_PASSPHRASE or prompt")
     p.add_argument("--case", help="case identifier")
     p.add_argument("--examiner", default=os.environ.get("FVSR_EXAMINER", os.environ.get("USER", "examiner")))
-    p.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
     p.add_argument(
         "--accept-decode-errors",
         action="store_true",
@@ -181,6 +247,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("proof")
     p.add_argument("--pubkey", required=True)
     p.set_defaults(func=_cmd_verify_proof)
+
+    pol = sub.add_parser("policy", help="policies").add_subparsers(dest="policy_command", required=True)
+    p = pol.add_parser("explain", help="print the policy decision for a recipe without running it")
+    _add_recipe_args(p)
+    p.set_defaults(func=_cmd_policy_explain)
+
+    models = sub.add_parser("models", help="model registry").add_subparsers(dest="models_command", required=True)
+    p = models.add_parser("list", help="list model cards")
+    p.add_argument("--models-dir", action="append")
+    p.set_defaults(func=_cmd_models_list)
+    p = models.add_parser("show", help="print one model card")
+    p.add_argument("id")
+    p.add_argument("--models-dir", action="append")
+    p.set_defaults(func=_cmd_models_show)
 
     keys = sub.add_parser("keys", help="examiner keys").add_subparsers(dest="keys_command", required=True)
     p = keys.add_parser("generate", help="create an encrypted Ed25519 key pair")

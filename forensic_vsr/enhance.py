@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -36,7 +37,7 @@ from forensic_vsr import __version__
 from forensic_vsr.audit.chain import ChainWriter, chain_root, utc_now
 from forensic_vsr.audit.keys import Signer
 from forensic_vsr.environment import environment_report
-from forensic_vsr.errors import EvidenceError, IntegrityError, OutputError, UnsupportedFormatError, UsageError
+from forensic_vsr.errors import EvidenceError, IntegrityError, OutputError, PolicyDenied, UnsupportedFormatError, UsageError
 from forensic_vsr.integrity import merkle
 from forensic_vsr.integrity.framehash import FrameHash, TimestampMapper, header, video_framehashes
 from forensic_vsr.media import (
@@ -51,14 +52,16 @@ from forensic_vsr.media import (
     plane_geometry,
     planes_sha256,
 )
-from forensic_vsr.ops.resample import KERNEL_DESCRIPTION, upscale_plane
+from forensic_vsr.models.registry import ResolvedModel, resolve
+from forensic_vsr.ops.label import burn_label
+from forensic_vsr.ops.resample import KERNEL_SUPPORT, upscale_plane
+from forensic_vsr.policy import Decision, RecipeFacts, decide
 from forensic_vsr.progress import progress
 from forensic_vsr.timebase import fraction_text
 
 log = logging.getLogger(__name__)
 
 BUNDLE_FORMAT = "forensic-vsr-bundle/1"
-CLASSICAL_MODELS = ("bicubic", "lanczos")
 FFV1_OPTIONS = {"level": "3", "slicecrc": "1", "g": "1", "context": "1"}
 PREVIEW_OPTIONS = {"crf": "18", "preset": "ultrafast"}
 # FFV1 stores these losslessly; other formats map to the lossless equivalent of the same family.
@@ -129,19 +132,29 @@ class Recipe:
     """What the examiner asked for. Recorded verbatim as the step's external parameters."""
 
     mode: str
-    model: str
+    model: str | None
     scale: int
     frames: tuple[int, int] | None = None
     device: str = "cpu"
     accept_decode_errors: bool = False
+    weights: Path | None = None
+    precision: str = "fp32"
+    policy: Path | None = None
+    override_policy: str | None = None
+    models_dirs: tuple[Path, ...] = ()
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, model: ResolvedModel | None = None) -> dict[str, Any]:
+        op: dict[str, Any] = {"op": "upscale", "model": model.id if model else self.model, "scale": self.scale}
+        if model is not None and model.weights_sha256:
+            op["weights_sha256"] = model.weights_sha256
         return {
             "mode": self.mode,
-            "operations": [{"op": "upscale", "model": self.model, "scale": self.scale}],
+            "operations": [op],
             "frames": None if self.frames is None else f"{self.frames[0]}:{self.frames[1]}",
             "device": self.device,
+            "precision": self.precision,
             "accept_decode_errors": self.accept_decode_errors,
+            "policy_file": None if self.policy is None else str(self.policy),
         }
 
 
@@ -191,7 +204,7 @@ def _convert_packed(plane: np.ndarray, src: str, dst: str) -> np.ndarray:
 class _Bundle:
     """The hidden directory a bundle is built in."""
 
-    def __init__(self, target: Path) -> None:
+    def __init__(self, target: Path, with_outputs: bool = True) -> None:
         self.target = target
         parent = target.parent
         if target.exists():
@@ -203,7 +216,7 @@ class _Bundle:
         self.dir = parent / f".{target.name}.partial-{os.getpid()}"
         try:
             self.dir.mkdir()
-            for sub in ("output", "maps", "stills"):
+            for sub in ("output", "maps", "stills") if with_outputs else ():
                 (self.dir / sub).mkdir()
         except OSError as exc:
             raise OutputError(f"{parent}: cannot create the bundle ({exc.strerror})") from None
@@ -300,7 +313,13 @@ def _ingest(evidence: Path, bundle: _Bundle, show_progress: bool | None, accept_
 
 
 def _enhance_frames(
-    evidence: Path, bundle: _Bundle, recipe: Recipe, n_frames: int, show_progress: bool | None
+    evidence: Path,
+    bundle: _Bundle,
+    recipe: Recipe,
+    model: ResolvedModel,
+    decision: Decision,
+    n_frames: int,
+    show_progress: bool | None,
 ) -> tuple[dict[str, Any], list[bytes]]:
     """The enhancement pass: decode, upscale native planes, hash, encode, and decode the master's
     packets back as they are written (lossless round trip). Three stages overlap on threads.
@@ -315,7 +334,11 @@ def _enhance_frames(
         out_w, out_h = info.width * recipe.scale, info.height * recipe.scale
         siting = "center" if src_fmt.startswith("yuvj") else "left"
         rate = info.guessed_rate
-        mode_tags = {"FVSR_MODE": recipe.mode, "FVSR_TOOL": f"forensic-vsr {__version__}"}
+        label = decision.policy.rules["output_label"]
+        mode_tags = {"FVSR_MODE": recipe.mode, "FVSR_TOOL": f"forensic-vsr {__version__}", "FVSR_MODEL": model.id}
+        if label:
+            mode_tags["FVSR_LABEL"] = label
+        upscale = _plane_upscaler(model, recipe, src_fmt, siting, out_w, out_h)
         master = VideoWriter(
             bundle.path("output/master.mkv"),
             codec="ffv1",
@@ -351,7 +374,8 @@ def _enhance_frames(
                 packets = None
             checks[0].expect(sha256)
             checker.submit(packets if packets is not None else master.write(frame, pts))
-            preview.write(frame.reformat(width=pw, height=ph, format="yuv420p"), pts)
+            view = frame.reformat(width=pw, height=ph, format="yuv420p")
+            preview.write(burn_label(view, label) if label else view, pts)
 
         encoder = PipelineStage(encode, "encoder")
         written = 0
@@ -363,20 +387,7 @@ def _enhance_frames(
                     if decoded.index >= end:
                         break
                     planes = frame_planes(decoded.frame)
-                    out_planes = []
-                    for plane, (sx, sy, vmax) in zip(planes, geometry, strict=True):
-                        out_planes.append(
-                            upscale_plane(
-                                plane,
-                                kind=recipe.model,
-                                scale=recipe.scale,
-                                out_width=-(-out_w // sx),
-                                out_height=-(-out_h // sy),
-                                subsampling=(sx, sy),
-                                siting=siting,
-                                max_value=vmax,
-                            )
-                        )
+                    out_planes = [upscale(i, plane, g) for i, (plane, g) in enumerate(zip(planes, geometry, strict=True))]
                     if src_fmt in _PACKED_ORDER:
                         out_planes = [_convert_packed(out_planes[0], src_fmt, dst_fmt)]
                     frame = frame_from_planes(out_planes, dst_fmt, out_w, out_h)
@@ -411,9 +422,49 @@ def _enhance_frames(
         "width_out": out_w,
         "height_out": out_h,
         "chroma_siting_assumed": siting,
+        "luma": model.id if model.neural else None,
+        "planes_classical": "lanczos" if model.neural else model.id,
+        "label": label,
         "lossless_round_trip": {"frames_decoded_back": check.checked, "all_equal": True},
     }
     return step, _output_framehash(bundle, out_w, out_h)
+
+
+def _plane_upscaler(
+    model: ResolvedModel, recipe: Recipe, src_fmt: str, siting: str, out_w: int, out_h: int
+) -> Callable[[int, np.ndarray, tuple[int, int, int]], np.ndarray]:
+    """Per-plane operation: the network on luma (plane 0 of planar YUV or gray), a classical
+    kernel on every other plane (chroma is never sent through a learned model)."""
+    net = None
+    if model.neural:
+        if src_fmt in _PACKED_ORDER or src_fmt.startswith(("gbr", "bgr", "rgb")):
+            raise UnsupportedFormatError(f"{model.id} works on luma; {src_fmt} evidence has no luma plane")
+        from forensic_vsr.models.runner import PlaneUpscaler
+
+        net = PlaneUpscaler(model, recipe.device)
+    kernel = "lanczos" if model.neural else model.id
+    if kernel not in KERNEL_SUPPORT:
+        raise UnsupportedFormatError(f"{model.id}: no classical kernel of that name")
+
+    def run(index: int, plane: np.ndarray, geometry: tuple[int, int, int]) -> np.ndarray:
+        sx, sy, vmax = geometry
+        if net is not None and index == 0:
+            out = net(plane, vmax)
+            if out.shape != (out_h, out_w):
+                raise IntegrityError(f"{model.id} returned {out.shape[1]}x{out.shape[0]}, expected {out_w}x{out_h}")
+            return out
+        return upscale_plane(
+            plane,
+            kind=kernel,
+            scale=recipe.scale,
+            out_width=-(-out_w // sx),
+            out_height=-(-out_h // sy),
+            subsampling=(sx, sy),
+            siting=siting,
+            max_value=vmax,
+        )  # type: ignore[arg-type]
+
+    return run
 
 
 def _output_framehash(bundle: _Bundle, width: int, height: int) -> list[bytes]:
@@ -456,22 +507,66 @@ def _file_entry(bundle: _Bundle, name: str) -> dict[str, Any]:
     return {"name": name, "sha256": file_sha256(path), "size": path.stat().st_size}
 
 
+def recipe_facts(recipe: Recipe, model: ResolvedModel) -> RecipeFacts:
+    card = model.card
+    arch_scale = (model.architecture or {}).get("params", {}).get("scale") if model.neural else None
+    scales = tuple(card.data["scales"]) if card else ((int(arch_scale),) if arch_scale else None)
+    return RecipeFacts(
+        mode=recipe.mode,
+        operations=("upscale",),
+        model_id=model.id,
+        model_class=model.model_class,
+        neural=model.neural,
+        weights_verified=model.weights_verified,
+        card_scales=scales,
+        card_deterministic=card.data["deterministic"] if card else None,
+        card_precisions=tuple(card.data["precisions"]) if card else None,
+        scale=recipe.scale,
+        device=recipe.device,
+        precision=recipe.precision,
+        data_consistency_available=False,
+    )
+
+
+def decide_recipe(recipe: Recipe) -> tuple[ResolvedModel, Decision]:
+    """Resolve the model and judge the recipe, touching no evidence frame."""
+    if not 2 <= recipe.scale <= 8:
+        raise UsageError(f"--scale {recipe.scale}: must be an integer from 2 to 8")
+    model = resolve(recipe.model, recipe.weights, list(recipe.models_dirs))
+    return model, decide(recipe_facts(recipe, model), recipe.policy, recipe.override_policy)
+
+
 def enhance(evidence: Path, target: Path, recipe: Recipe, examiner: Examiner, show_progress: bool | None = None) -> Path:
-    """Run the recipe on the evidence and write a complete, signed bundle at `target`."""
+    """Judge the recipe, then run it on the evidence and write a complete, signed bundle at
+    `target`. A refused recipe still leaves a signed bundle holding the decision, and no outputs."""
     evidence = Path(evidence)
-    if recipe.model not in CLASSICAL_MODELS:
-        raise UsageError(f"--model {recipe.model}: unknown model; available: {', '.join(CLASSICAL_MODELS)}")
-    if not 2 <= recipe.scale <= 4:
-        raise UsageError(f"--scale {recipe.scale}: must be 2, 3 or 4")
+    model, decision = decide_recipe(recipe)
     # Open once before creating anything: an unreadable evidence file leaves no trace on disk.
     VideoReader(evidence).close()
-    bundle = _Bundle(Path(target))
+    bundle = _Bundle(Path(target), with_outputs=decision.allowed)
     chain: ChainWriter | None = None
     try:
         started = utc_now()
         sha_before = file_sha256(evidence)
         stat_before = evidence.stat()
         chain = ChainWriter(bundle.path("chain.jsonl"), examiner.signer, examiner.name)
+        chain.append(
+            "policy.decision",
+            {**decision.to_json(recipe.to_json(model), model.to_json()), "evidence": {"name": evidence.name, "sha256": sha_before}},
+        )
+        if not decision.allowed:
+            reasons = [f"{r.rule}: {r.reason}" for r in decision.failures]
+            chain.append(
+                "run.aborted",
+                {"status": "aborted", "reason": "policy refused the recipe: " + "; ".join(reasons), "records": len(chain.digests) + 1},
+            )
+            _write_manifest(bundle, chain)
+            chain.close()
+            bundle.commit()
+            raise PolicyDenied(
+                f"policy {decision.policy.data['id']} ({decision.policy.source}) refused the recipe; "
+                f"the signed decision is in {target}:\n" + "\n".join(f"  - {r}" for r in reasons)
+            )
         ingest, in_leaves = _ingest(evidence, bundle, show_progress, recipe.accept_decode_errors)
         ingest_body = {
             "case_id": examiner.case_id,
@@ -495,7 +590,7 @@ def enhance(evidence: Path, target: Path, recipe: Recipe, examiner: Examiner, sh
                 asked = f"{frames[0]}:{'' if frames[1] == -1 else frames[1]}"
                 raise UsageError(f"--frames {asked} is outside the evidence's {n_frames} decoded frames (0:{n_frames})")
             recipe = dataclasses.replace(recipe, frames=(a, b))
-        step, out_leaves = _enhance_frames(evidence, bundle, recipe, n_frames, show_progress)
+        step, out_leaves = _enhance_frames(evidence, bundle, recipe, model, decision, n_frames, show_progress)
         n_out = len(out_leaves)
         sha_after = file_sha256(evidence)
         if sha_after != sha_before:
@@ -505,7 +600,7 @@ def enhance(evidence: Path, target: Path, recipe: Recipe, examiner: Examiner, sh
         finished = utc_now()
         outputs = [_file_entry(bundle, n) for n in ("output/master.mkv", "output/preview.mp4", "output.framehash", "input.framehash")]
         out_root = merkle.root_from_leaf_hashes(out_leaves).hex()
-        chain.append("step.run", _statement(recipe, ingest_body, step, outputs, out_root, n_out, started, finished))
+        chain.append("step.run", _statement(recipe, model, ingest_body, step, outputs, out_root, n_out, started, finished))
         chain.append(
             "output.write",
             {
@@ -520,6 +615,8 @@ def enhance(evidence: Path, target: Path, recipe: Recipe, examiner: Examiner, sh
         _write_manifest(bundle, chain)
         chain.close()
         bundle.commit()
+    except PolicyDenied:
+        raise
     except BaseException:
         if chain is not None:
             chain.close()
@@ -528,8 +625,34 @@ def enhance(evidence: Path, target: Path, recipe: Recipe, examiner: Examiner, sh
     return Path(target)
 
 
+def _model_dependencies(model: ResolvedModel) -> list[dict[str, Any]]:
+    deps: list[dict[str, Any]] = []
+    if model.card is not None:
+        deps.append(
+            {
+                "name": f"model-card:{model.id}",
+                "digest": {"sha256": model.card.sha256},
+                "annotations": {
+                    "class": model.model_class,
+                    "version": model.card.data["version"],
+                    "description": model.card.data["description"],
+                },
+            }
+        )
+    if model.weights_sha256 is not None:
+        deps.append(
+            {
+                "name": f"model-weights:{model.id}",
+                "digest": {"sha256": model.weights_sha256},
+                "annotations": {"class": model.model_class, "architecture": model.architecture},
+            }
+        )
+    return deps
+
+
 def _statement(
     recipe: Recipe,
+    model: ResolvedModel,
     ingest: dict[str, Any],
     step: dict[str, Any],
     outputs: list[dict[str, Any]],
@@ -550,16 +673,12 @@ def _statement(
         "predicate": {
             "buildDefinition": {
                 "buildType": "https://forensic-vsr.invalid/enhance/v1",
-                "externalParameters": recipe.to_json(),
+                "externalParameters": recipe.to_json(model),
                 "internalParameters": environment_report(recipe.device),
                 "resolvedDependencies": [
                     {"name": f"evidence:{evidence['name']}", "digest": {"sha256": evidence["sha256"]}},
                     {"name": f"frames:evidence:{evidence['name']}", "digest": {"rfc9162-sha256": ingest["input_framehash"]["merkle_root"]}},
-                    {
-                        "name": f"model:{recipe.model}",
-                        "digest": {"sha256": _classical_digest(recipe.model)},
-                        "annotations": {"class": "classical", "description": KERNEL_DESCRIPTION[recipe.model]},
-                    },
+                    *_model_dependencies(model),
                 ],
             },
             "runDetails": {
@@ -569,13 +688,6 @@ def _statement(
             },
         },
     }
-
-
-def _classical_digest(model: str) -> str:
-    """A classical operation has no weights; its identity is the resampler's source code."""
-    from forensic_vsr.ops import resample
-
-    return file_sha256(Path(resample.__file__))
 
 
 def _write_manifest(bundle: _Bundle, chain: ChainWriter) -> None:

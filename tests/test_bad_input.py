@@ -77,14 +77,14 @@ def test_corrupt_packets_mid_stream_are_refused_with_counts(tmp_path: Path, outd
 
 
 def test_corrupt_packets_accepted_are_counted_in_the_record(tmp_path: Path, outdir: Path, keypair, synth) -> None:  # type: ignore[no-untyped-def]
-    from tests.test_enhance import chain_payloads
+    from tests.test_enhance import record
 
     bad = tmp_path / "damaged.avi"
     _corrupt_mjpeg(synth("mjpeg"), bad)
     proc = _enhance(bad, outdir, keypair[0], "--accept-decode-errors")
     assert proc.returncode == 0, proc.stderr
     assert "damaged stream accepted" in proc.stderr
-    ingest = chain_payloads(outdir / "bundle")[0]["body"]
+    ingest = record(outdir / "bundle", "evidence.ingest")
     assert ingest["decode"]["decode_errors"] == 1 and ingest["frames_decoded"] == 11
 
 
@@ -112,8 +112,8 @@ def test_frames_out_of_range(outdir: Path, keypair, carphone: Path) -> None:  # 
 
 
 def test_bad_scale_and_model(outdir: Path, keypair, carphone: Path) -> None:  # type: ignore[no-untyped-def]
-    _assert_clean_failure(_enhance(carphone, outdir, keypair[0], "--scale", "9"), outdir, "must be 2, 3 or 4")
-    _assert_clean_failure(_enhance(carphone, outdir, keypair[0], "--model", "magic"), outdir, "unknown model")
+    _assert_clean_failure(_enhance(carphone, outdir, keypair[0], "--scale", "9"), outdir, "must be an integer from 2 to 8")
+    _assert_clean_failure(_enhance(carphone, outdir, keypair[0], "--model", "magic"), outdir, "no such model card")
 
 
 def test_hash_of_bad_file_is_one_line(tmp_path: Path) -> None:

@@ -24,17 +24,21 @@ def chain_payloads(bundle: Path) -> list[dict]:
     return [json.loads(base64.b64decode(json.loads(line)["payload"])) for line in (bundle / "chain.jsonl").read_text().splitlines()]
 
 
+def record(bundle: Path, record_type: str) -> dict:
+    return next(p["body"] for p in chain_payloads(bundle) if p["type"] == record_type)
+
+
 def test_bundle_layout_and_records(carphone_bundle: Path) -> None:
     names = sorted(str(p.relative_to(carphone_bundle)) for p in carphone_bundle.rglob("*") if p.is_file())
     assert names == ["chain.jsonl", "input.framehash", "manifest.json", "output.framehash", "output/master.mkv", "output/preview.mp4"]
     types = [p["type"] for p in chain_payloads(carphone_bundle)]
-    assert types == ["evidence.ingest", "step.run", "output.write", "run.complete"]
-    ingest = chain_payloads(carphone_bundle)[0]["body"]
+    assert types == ["policy.decision", "evidence.ingest", "step.run", "output.write", "run.complete"]
+    ingest = record(carphone_bundle, "evidence.ingest")
     assert ingest["frames_decoded"] == 120 and len(ingest["pts"]) == 120
     assert ingest["probe"]["codec"] == "h264" and ingest["probe"]["pix_fmt"] == "yuv420p"
     assert ingest["probe"]["time_base"] == "1/30000" and ingest["timing"]["vfr"] is False
     assert ingest["exiftool"].get("File:MIMEType") == "video/mp4", ingest["exiftool"]
-    step = chain_payloads(carphone_bundle)[1]["body"]
+    step = record(carphone_bundle, "step.run")
     assert step["predicate"]["buildDefinition"]["externalParameters"]["frames"] == "0:40"
     libs = step["predicate"]["buildDefinition"]["internalParameters"]["libraries"]
     assert libs["av"] and libs["numpy"] and "libavcodec" in libs["ffmpeg_libraries"]
@@ -68,9 +72,9 @@ def test_master_is_lossless_ffv1_and_keeps_timestamps(carphone_bundle: Path, car
 
 
 def test_evidence_is_unchanged(carphone_bundle: Path, carphone: Path) -> None:
-    ingest = chain_payloads(carphone_bundle)[0]["body"]
+    ingest = record(carphone_bundle, "evidence.ingest")
     assert file_sha256(carphone) == ingest["evidence"]["sha256"] == "1c4add7838b07b4d65ad9d66e9491758c7dbb6c717490db4b79ecf9ff82bab28"
-    write = chain_payloads(carphone_bundle)[2]["body"]
+    write = record(carphone_bundle, "output.write")
     assert write["evidence_unchanged"] is True and write["evidence_sha256_after"] == ingest["evidence"]["sha256"]
 
 
@@ -97,7 +101,7 @@ def test_formats_end_to_end(clip: str, scale: int, model: str, out_fmt: str, syn
     ours = [ln for ln in (out / "output.framehash").read_text().splitlines() if not ln.startswith("#")]
     assert ours == ffmpeg_framehash(ffmpeg, out / "output/master.mkv")
     if clip == "vfr":
-        assert chain_payloads(out)[0]["body"]["timing"]["vfr"] is True
+        assert record(out, "evidence.ingest")["timing"]["vfr"] is True
 
 
 def test_round_trip_mismatch_is_an_error(monkeypatch: pytest.MonkeyPatch, synth, keypair, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -70,9 +70,9 @@ def _flip_record_byte(i: int) -> Callable[[Path], None]:
 def _resign_with_another_key(b: Path) -> None:
     other = Ed25519PrivateKey.generate()
     lines = _lines(b)
-    env = json.loads(lines[1])
+    env = json.loads(lines[2])
     payload = base64.b64decode(env["payload"])
-    lines[1] = dsse.canonical_json(dsse.sign(payload, dsse.RECORD_TYPE, other.sign, dsse.keyid(other.public_key())))
+    lines[2] = dsse.canonical_json(dsse.sign(payload, dsse.RECORD_TYPE, other.sign, dsse.keyid(other.public_key())))
     _write_lines(b, lines)
 
 
@@ -129,9 +129,10 @@ TAMPERS: dict[str, tuple[Callable[..., None], set[str]]] = {
     "flip byte in record 1": (_flip_record_byte(1), {"chain.signatures"}),
     "flip byte in record 2": (_flip_record_byte(2), {"chain.signatures"}),
     "flip byte in record 3": (_flip_record_byte(3), {"chain.signatures"}),
+    "flip byte in record 4": (_flip_record_byte(4), {"chain.signatures"}),
     "record deleted": (lambda b: _write_lines(b, [ln for i, ln in enumerate(_lines(b)) if i != 1]), {"chain.links"}),
     "record duplicated": (lambda b: _write_lines(b, [*_lines(b)[:2], _lines(b)[1], *_lines(b)[2:]]), {"chain.links"}),
-    "records reordered": (lambda b: _write_lines(b, [_lines(b)[0], _lines(b)[2], _lines(b)[1], _lines(b)[3]]), {"chain.links"}),
+    "records reordered": (lambda b: _write_lines(b, [_lines(b)[0], _lines(b)[2], _lines(b)[1], *_lines(b)[3:]]), {"chain.links"}),
     "chain truncated": (lambda b: _write_lines(b, _lines(b)[:-1]), {"chain.complete", "checkpoint.chain"}),
     "record re-signed with another key": (_resign_with_another_key, {"chain.signatures"}),
     "manifest checkpoint altered": (_alter_checkpoint, {"checkpoint.signature"}),
@@ -267,7 +268,7 @@ def test_killed_run_is_reported_incomplete(ffmpeg: str, keypair, tmp_path: Path)
     partial = None
     while time.monotonic() < deadline:
         found = list(out.glob(".bundle.partial-*"))
-        if found and (found[0] / "chain.jsonl").exists() and (found[0] / "chain.jsonl").read_bytes().count(b"\n") >= 1:
+        if found and (found[0] / "chain.jsonl").exists() and (found[0] / "chain.jsonl").read_bytes().count(b"\n") >= 2:
             partial = found[0]
             break
         time.sleep(0.05)
@@ -277,5 +278,5 @@ def test_killed_run_is_reported_incomplete(ffmpeg: str, keypair, tmp_path: Path)
     assert not (out / "bundle").exists()
     v = run_fvsr("verify", partial, "--pubkey", keypair[1])
     assert v.returncode != 0
-    assert "INCOMPLETE" in v.stdout and "run stopped after record 0 (evidence.ingest)" in v.stdout, v.stdout
+    assert "INCOMPLETE" in v.stdout and "run stopped after record 1 (evidence.ingest)" in v.stdout, v.stdout
     assert v.stdout.strip().splitlines()[-1].startswith("INCOMPLETE")

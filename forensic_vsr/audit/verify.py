@@ -124,8 +124,8 @@ def _structure(view: ChainView) -> list[Check]:
     types = [p.get("type") if p else None for p in view.payloads]
     if not types:
         return [_fail("chain.structure", "chain.jsonl holds no records")]
-    if types[0] != "evidence.ingest":
-        return [_fail("chain.structure", f"first record is {types[0]}, expected evidence.ingest")]
+    if types[0] != "policy.decision":
+        return [_fail("chain.structure", f"first record is {types[0]}, expected policy.decision")]
     if types[-1] not in TERMINAL:
         return [
             Check(
@@ -138,11 +138,23 @@ def _structure(view: ChainView) -> list[Check]:
         return [_fail("chain.structure", "a terminal record (run.complete/run.aborted) is followed by more records")]
     if types[-1] == "run.aborted":
         body = view.payloads[-1]["body"]  # type: ignore[index]
+        decision = view.first("policy.decision")
+        if types == ["policy.decision", "run.aborted"] and decision is not None and not decision["allowed"]:
+            failed = [r["rule"] for r in decision["rules"] if r["outcome"] == "fail"]
+            return [
+                _pass(
+                    "chain.complete",
+                    f"signed refusal: policy {decision['policy']['id']} refused the recipe ({', '.join(failed)}); no outputs, by design",
+                )
+            ]
         return [_fail("chain.complete", f"the run was aborted: {body.get('reason')}")]
+    decision = view.first("policy.decision")
+    if decision is None or not decision["allowed"]:
+        return [_fail("chain.structure", "outputs were produced although the policy decision did not allow the recipe")]
     dupes = sorted({t for t in types if t is not None and types.count(t) > 1 and t != "step.run"})
     if dupes:
         return [_fail("chain.structure", f"record types appear more than once: {', '.join(dupes)}")]
-    return [_pass("chain.complete", f"{len(types)} records from evidence.ingest to run.complete")]
+    return [_pass("chain.complete", f"{len(types)} records from policy.decision (allowed) to run.complete")]
 
 
 def _checkpoint(bundle: Path, view: ChainView, key: Ed25519PublicKey) -> list[Check]:
@@ -346,6 +358,13 @@ def verify_bundle(bundle: Path, key: Ed25519PublicKey, evidence: Path | None = N
     yield from structure
     yield from _checkpoint(bundle, view, key)
     if view.first("output.write") is None:
+        if structure and structure[0].ok:  # a signed refusal: nothing but the chain and the manifest
+            extra = sorted(_bundle_files(bundle) - set(FIXED_FILES))
+            yield (
+                _fail("files.inventory", f"a refused run has files: {', '.join(extra[:6])}")
+                if extra
+                else _pass("files.inventory", "no output files, as a refusal requires")
+            )
         return
     yield from _files(bundle, view)
     yield from _frames(bundle, view)

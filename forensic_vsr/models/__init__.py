@@ -1,0 +1,1 @@
+"""Model registry (cards in `models/`), network architectures and the inference runner."""

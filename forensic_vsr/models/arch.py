@@ -1,0 +1,82 @@
+"""Network architectures we can load, and detection of an architecture from a state dict.
+
+Weights are always loaded with `torch.load(..., weights_only=True)`: a state dict of tensors,
+never arbitrary pickled objects.
+
+spandrel (the field's loader for user-supplied SR weights) cannot be used here yet: its package
+import needs torchvision, and PyPI's torchvision does not load beside the CPU build of torch this
+project installs. Until then we detect our own architecture family only."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from forensic_vsr.errors import UsageError
+
+
+class ResBlock(nn.Module):
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv2(F.relu(self.conv1(x)))
+
+
+class ResidualSR(nn.Module):
+    """Luma super-resolution: EDSR-baseline-style residual blocks without batch norm, a
+    pixel-shuffle tail, and a global skip from a bicubic upscale (the network only learns the
+    residual). Input and output: (N, 1, H, W) in [0, 1]."""
+
+    name = "fvsr-resnet-sr"
+
+    def __init__(self, scale: int, channels: int = 32, blocks: int = 4) -> None:
+        super().__init__()
+        self.scale = scale
+        self.head = nn.Conv2d(1, channels, 3, padding=1)
+        self.body = nn.Sequential(*[ResBlock(channels) for _ in range(blocks)])
+        self.tail = nn.Sequential(nn.Conv2d(channels, scale * scale, 3, padding=1), nn.PixelShuffle(scale))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        base = F.interpolate(x, scale_factor=self.scale, mode="bicubic", align_corners=False)
+        h = self.head(x)
+        return base + self.tail(self.body(h) + h)
+
+
+def build(architecture: dict[str, Any]) -> nn.Module:
+    if architecture.get("name") != ResidualSR.name:
+        raise UsageError(f"architecture {architecture.get('name')!r} is not supported")
+    p = architecture["params"]
+    return ResidualSR(int(p["scale"]), int(p["channels"]), int(p["blocks"]))
+
+
+def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise UsageError(f"{path}: not a loadable weights file (only tensor state dicts are accepted: {exc})".split("\n")[0]) from None
+    if isinstance(state, dict) and "params" in state and isinstance(state["params"], dict):
+        state = state["params"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise UsageError(f"{path}: not a state dict of tensors")
+    return state
+
+
+def detect_architecture(path: Path) -> dict[str, Any]:
+    """Infer the architecture and hyper-parameters of a weights file from its tensor shapes."""
+    state = load_state_dict(path)
+    head, tail = state.get("head.weight"), state.get("tail.0.weight")
+    if head is None or tail is None or head.dim() != 4 or tail.dim() != 4:
+        raise UsageError(f"{path}: unrecognised architecture (forensic-vsr recognises {ResidualSR.name} state dicts)")
+    blocks = len({k.split(".")[1] for k in state if k.startswith("body.")})
+    scale = math.isqrt(tail.shape[0])
+    if scale * scale != tail.shape[0]:
+        raise UsageError(f"{path}: tail has {tail.shape[0]} channels, not a square scale factor")
+    return {"name": ResidualSR.name, "params": {"scale": scale, "channels": int(head.shape[0]), "blocks": blocks}}

@@ -1,0 +1,223 @@
+"""Policy engine and model registry: every rule allows one recipe and refuses another, with real
+cards and real (tiny) weights files saved here; end-to-end refusals leave signed decisions."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+
+from forensic_vsr.enhance import Recipe, decide_recipe
+from forensic_vsr.errors import UsageError
+from forensic_vsr.media import frame_planes
+from forensic_vsr.models.arch import ResidualSR, detect_architecture
+from forensic_vsr.policy import builtin_policy, weakenings
+from forensic_vsr.resources import POLICIES
+from tests.conftest import run_fvsr
+from tests.test_enhance import chain_payloads, record
+
+
+def _weights(path: Path, seed: int, scale: int = 2) -> str:
+    torch.manual_seed(seed)
+    net = ResidualSR(scale, channels=4, blocks=1)
+    torch.save(net.state_dict(), path)
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _card(directory: Path, card_id: str, cls: str, weights: str, sha: str, *, scale: int = 2, deterministic: bool = True) -> None:
+    card = {
+        "id": card_id,
+        "version": "test-1",
+        "task": "sr",
+        "scales": [scale],
+        "class": cls,
+        "description": f"tiny {cls} network saved by the test suite",
+        "architecture": {"name": "fvsr-resnet-sr", "params": {"scale": scale, "channels": 4, "blocks": 1}},
+        "weights": {"file": weights, "sha256": sha},
+        "deterministic": deterministic,
+        "precisions": ["fp32"],
+        "degradation": {"operator": "bicubic-antialiased"},
+        "training": {"loss": "L1" if cls == "fidelity" else "L1+GAN"},
+        "validation": None,
+        "license": "Apache-2.0",
+        "references": [],
+    }
+    (directory / f"{card_id}.json").write_text(json.dumps(card))
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("models")
+    _card(d, "tiny-fidelity-x2", "fidelity", "fid.pth", _weights(d / "fid.pth", 1))
+    _card(d, "tiny-generative-x2", "generative", "gen.pth", _weights(d / "gen.pth", 2))
+    _card(d, "tiny-nondeterministic-x2", "generative", "nd.pth", _weights(d / "nd.pth", 3), deterministic=False)
+    _weights(d / "tampered.pth", 4)
+    _card(d, "tiny-tampered-x2", "fidelity", "tampered.pth", "0" * 64)
+    _weights(d / "stranger.pth", 5)  # no card names it: unvetted
+    return d
+
+
+def _policy_file(tmp_path: Path, mode: str, **changes: object) -> Path:
+    data = json.loads((POLICIES / f"{mode}.json").read_text())
+    data["rules"].update(changes)
+    path = tmp_path / f"custom-{mode}.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def _outcome(models: Path, rule: str, **recipe: object) -> tuple[str, str]:
+    r = Recipe(**{"mode": "evidential", "model": "lanczos", "scale": 2, "models_dirs": (models,), **recipe})  # type: ignore[arg-type]
+    _model, decision = decide_recipe(r)
+    found = [x for x in decision.results if x.rule == rule]
+    assert found, f"rule {rule} not evaluated"
+    return found[0].outcome, found[0].reason
+
+
+CASES = [  # rule, allowed recipe, refused recipe, expected words in the refusal
+    ("allowed_model_classes", {"model": "tiny-generative-x2", "mode": "investigative"}, {"model": "tiny-generative-x2"}, "is generative"),
+    (
+        "allow_unvetted_weights",
+        {"model": None, "weights": "stranger.pth", "mode": "investigative"},
+        {"model": None, "weights": "stranger.pth"},
+        "are refused",
+    ),
+    (
+        "weights_integrity",
+        {"model": "tiny-fidelity-x2", "mode": "investigative"},
+        {"model": "tiny-tampered-x2", "mode": "investigative"},
+        "do NOT match",
+    ),
+    ("max_scale", {"scale": 4}, {"scale": 8}, "at most x4"),
+    ("model_scale", {"scale": 3}, {"model": "tiny-fidelity-x2", "scale": 3, "mode": "investigative"}, "supports x2"),
+    ("data_consistency", {"model": "tiny-fidelity-x2", "mode": "investigative"}, {"model": "tiny-fidelity-x2"}, "not available"),
+    (
+        "determinism_required",
+        {"model": "tiny-generative-x2", "mode": "demonstrative"},
+        {"model": "tiny-nondeterministic-x2", "mode": "demonstrative"},
+        "not established",
+    ),
+    ("allowed_precisions", {"precision": "fp32"}, {"precision": "fp16"}, "precision fp16"),
+]
+
+
+@pytest.mark.parametrize(("rule", "good", "bad", "why"), CASES, ids=[c[0] for c in CASES])
+def test_rule_allows_one_and_refuses_another(rule: str, good: dict, bad: dict, why: str, models: Path) -> None:
+    for recipe in (good, bad):
+        if "weights" in recipe:
+            recipe["weights"] = models / str(recipe["weights"])
+    outcome, _ = _outcome(models, rule, **good)
+    assert outcome in ("pass", "not-applicable")
+    outcome, reason = _outcome(models, rule, **bad)
+    assert outcome == "fail" and why in reason, reason
+
+
+def test_policy_file_rules(models: Path, tmp_path: Path) -> None:
+    cases = [
+        ("allowed_operations", "evidential", {"allowed_operations": []}, "allowed: "),
+        ("allowed_devices", "evidential", {"allowed_devices": ["cuda"]}, "device cpu"),
+        ("uncertainty_maps_required", "investigative", {"uncertainty_maps_required": True}, "does not produce one"),
+        ("report_required", "investigative", {"report_required": True}, "does not produce one"),
+        ("output_label", "investigative", {"output_label": None}, "must carry a label"),
+    ]
+    for rule, mode, change, why in cases:
+        assert _outcome(models, rule, mode=mode)[0] in ("pass", "not-applicable")
+        outcome, reason = _outcome(models, rule, mode=mode, policy=_policy_file(tmp_path, mode, **change))
+        assert outcome == "fail" and why in reason, (rule, reason)
+    outcome, reason = _outcome(models, "mode", mode="evidential", policy=_policy_file(tmp_path, "investigative"))
+    assert outcome == "fail" and "written for investigative" in reason
+
+
+def test_weaker_evidential_policy_needs_a_recorded_override(models: Path, tmp_path: Path) -> None:
+    weak = _policy_file(tmp_path, "evidential", allowed_model_classes=["classical", "fidelity", "generative"], max_scale=8)
+    outcome, reason = _outcome(models, "policy_strength", policy=weak)
+    assert outcome == "fail" and "allowed_model_classes adds generative" in reason and "max_scale 8 > 4" in reason
+    r = Recipe("evidential", "lanczos", 2, models_dirs=(models,), policy=weak, override_policy="lab SOP 12, approved by QA")
+    _m, decision = decide_recipe(r)
+    assert decision.allowed and decision.override == {
+        "reason": "lab SOP 12, approved by QA",
+        "weakenings": ["allowed_model_classes adds generative", "max_scale 8 > 4"],
+    }
+    strict = _policy_file(tmp_path, "evidential", max_scale=2)
+    assert _outcome(models, "policy_strength", policy=strict)[0] == "pass"
+
+
+def test_weakenings_of_builtin_policies() -> None:
+    ev, inv = builtin_policy("evidential").rules, builtin_policy("investigative").rules
+    assert weakenings(ev, ev) == []
+    assert "allow_unvetted_weights is true" in weakenings(ev, inv)
+    assert weakenings(inv, ev) == ["output_label is removed"]
+
+
+def test_invalid_policy_and_card_are_refused_clearly(models: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"id": "x", "mode": "evidential"}))
+    with pytest.raises(UsageError, match="policy invalid"):
+        decide_recipe(Recipe("evidential", "lanczos", 2, policy=bad))
+    cards = tmp_path / "cards"
+    cards.mkdir()
+    (cards / "broken.json").write_text(json.dumps({"id": "broken"}))
+    with pytest.raises(UsageError, match="model card invalid"):
+        decide_recipe(Recipe("evidential", "lanczos", 2, models_dirs=(cards,)))
+
+
+class Payload:
+    """Not a tensor: a pickle carrying this must never be loaded."""
+
+
+def test_weights_are_loaded_safely_and_detected(models: Path, tmp_path: Path) -> None:
+    assert detect_architecture(models / "stranger.pth") == {"name": "fvsr-resnet-sr", "params": {"scale": 2, "channels": 4, "blocks": 1}}
+    evil = tmp_path / "evil.pth"
+    torch.save({"head.weight": Payload()}, evil)
+    with pytest.raises(UsageError, match="not a loadable weights file"):
+        detect_architecture(evil)
+
+
+def test_models_list_and_show(models: Path) -> None:
+    out = run_fvsr("models", "list", "--models-dir", models, check=True).stdout
+    assert "lanczos" in out and "tiny-generative-x2" in out and "generative" in out
+    card = json.loads(run_fvsr("models", "show", "bicubic", check=True).stdout)
+    assert card["class"] == "classical" and card["_card"]["sha256"]
+
+
+def test_policy_explain_cli(models: Path) -> None:
+    ok = run_fvsr("policy", "explain", "--mode", "evidential", "--model", "bicubic", "--scale", "2")
+    assert ok.returncode == 0 and "ALLOWED" in ok.stdout and "sha256" in ok.stdout
+    bad = run_fvsr("policy", "explain", "--mode", "evidential", "--weights", models / "stranger.pth")
+    assert bad.returncode == 3 and "FAIL            allow_unvetted_weights" in bad.stdout and "REFUSED" in bad.stdout
+
+
+@pytest.mark.parametrize("how", ["generative", "unvetted"])
+def test_evidential_refusal_end_to_end_and_investigative_run(how: str, models: Path, synth, keypair, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    src = synth("odd_yuv420p")
+    model_args = ["--model", "tiny-generative-x2"] if how == "generative" else ["--weights", str(models / "stranger.pth")]
+    common = ["--key", keypair[0], "--models-dir", models, "-q", *model_args]
+    refused = run_fvsr("enhance", src, "-o", tmp_path / "refused", "--mode", "evidential", *common)
+    assert refused.returncode == 3
+    rule = "allowed_model_classes" if how == "generative" else "allow_unvetted_weights"
+    assert rule in refused.stderr and "Traceback" not in refused.stderr
+    assert sorted(p.name for p in (tmp_path / "refused").iterdir()) == ["chain.jsonl", "manifest.json"]
+    assert [p["type"] for p in chain_payloads(tmp_path / "refused")] == ["policy.decision", "run.aborted"]
+    decision = record(tmp_path / "refused", "policy.decision")
+    assert decision["allowed"] is False and decision["policy"]["sha256"] == builtin_policy("evidential").sha256
+    verified = run_fvsr("verify", tmp_path / "refused", "--pubkey", keypair[1])
+    assert verified.returncode == 0 and "signed refusal" in verified.stdout, verified.stdout
+
+    ran = run_fvsr("enhance", src, "-o", tmp_path / "ran", "--mode", "investigative", *common)
+    assert ran.returncode == 0, ran.stderr
+    assert run_fvsr("verify", tmp_path / "ran", "--pubkey", keypair[1]).returncode == 0
+    label = builtin_policy("investigative").rules["output_label"]
+    with av.open(str(tmp_path / "ran/output/master.mkv")) as c:
+        assert c.metadata.get("FVSR_LABEL") == label and c.metadata.get("FVSR_MODE") == "investigative"
+    with av.open(str(tmp_path / "ran/output/preview.mp4")) as c:
+        y = frame_planes(next(c.decode(video=0)))[0]
+    band = y[:12]
+    assert np.median(band) < 40 and band.max() > 150  # dark band with bright text burned in
+    step = record(tmp_path / "ran", "step.run")
+    deps = {d["name"]: d for d in step["predicate"]["buildDefinition"]["resolvedDependencies"]}
+    assert any(name.startswith("model-weights:") for name in deps)
+    assert record(tmp_path / "ran", "step.run")["predicate"]["runDetails"]["byproducts"][0]["annotations"]["label"] == label
