@@ -62,7 +62,7 @@ from forensic_vsr.timebase import fraction_text
 log = logging.getLogger(__name__)
 
 BUNDLE_FORMAT = "forensic-vsr-bundle/1"
-FFV1_OPTIONS = {"level": "3", "slicecrc": "1", "g": "1", "context": "1"}
+FFV1_OPTIONS = {"level": "3", "slicecrc": "1", "g": "1"}
 PREVIEW_OPTIONS = {"crf": "18", "preset": "ultrafast"}
 # FFV1 stores these losslessly; other formats map to the lossless equivalent of the same family.
 MASTER_PIX_FMT = {
