@@ -100,6 +100,42 @@ def _cmd_models_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench_sr(args: argparse.Namespace) -> int:
+    import json
+
+    from forensic_vsr.benchmark import classical_luma, evaluate, load_images
+    from forensic_vsr.models.registry import registry, resolve
+    from forensic_vsr.ops.resample import KERNEL_SUPPORT
+
+    extra = [Path(d) for d in args.models_dir or ()]
+    cards = registry(extra)
+    wanted = list(
+        dict.fromkeys(
+            ["bicubic", *(args.model or [c.id for c in cards.values() if c.data["task"] == "sr" and args.scale in c.data["scales"]])]
+        )
+    )
+    images = load_images(Path(args.images))
+    rows = []
+    for model_id in wanted:
+        if model_id in KERNEL_SUPPORT:
+            run = classical_luma(model_id, args.scale)
+        else:
+            from forensic_vsr.models.runner import PlaneUpscaler
+
+            net = PlaneUpscaler(resolve(model_id, None, extra), args.device)
+            run = lambda y, net=net: net(y, 255)  # noqa: E731
+        rows.append(evaluate(images, args.scale, model_id, run))
+    print(f"{'model':<24} {'scale':>5} {'images':>6} {'PSNR-Y':>8} {'SSIM-Y':>7}")
+    for r in rows:
+        print(f"{r.model:<24} {'x' + str(r.scale):>5} {r.images:>6} {r.psnr_y:>8.3f} {r.ssim_y:>7.4f}")
+    if args.json:
+        out = Path(args.json)
+        tmp = out.with_name(out.name + ".tmp")
+        tmp.write_text(json.dumps({"images_dir": str(args.images), "results": [r.to_json() for r in rows]}, indent=2) + "\n")
+        os.replace(tmp, out)
+    return 0
+
+
 def _add_recipe_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mode", default="evidential", choices=["evidential", "investigative", "demonstrative"])
     p.add_argument("--model", help="model card id (see `fvsr models list`); default lanczos")
@@ -247,6 +283,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("proof")
     p.add_argument("--pubkey", required=True)
     p.set_defaults(func=_cmd_verify_proof)
+
+    bench = sub.add_parser("bench", help="benchmarks").add_subparsers(dest="bench_command", required=True)
+    p = bench.add_parser("sr", help="PSNR/SSIM on Y of super-resolution models (papers' protocol)")
+    p.add_argument("--images", required=True, help="a folder of ground-truth images (PNG/JPEG/BMP/TIFF)")
+    p.add_argument("--scale", type=int, required=True, choices=[2, 3, 4])
+    p.add_argument("--model", action="append", help="model id (repeatable); default: every SR card for the scale")
+    p.add_argument("--models-dir", action="append")
+    p.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--json", help="write the results as JSON")
+    p.set_defaults(func=_cmd_bench_sr)
 
     pol = sub.add_parser("policy", help="policies").add_subparsers(dest="policy_command", required=True)
     p = pol.add_parser("explain", help="print the policy decision for a recipe without running it")
