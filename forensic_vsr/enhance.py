@@ -53,6 +53,8 @@ from forensic_vsr.media import (
     planes_sha256,
 )
 from forensic_vsr.models.registry import ResolvedModel, resolve
+from forensic_vsr.ops.consistency import OPERATOR as CONSISTENCY_OPERATOR
+from forensic_vsr.ops.consistency import Projector
 from forensic_vsr.ops.label import burn_label
 from forensic_vsr.ops.resample import KERNEL_SUPPORT, upscale_plane
 from forensic_vsr.policy import Decision, RecipeFacts, decide
@@ -338,7 +340,10 @@ def _enhance_frames(
         mode_tags = {"FVSR_MODE": recipe.mode, "FVSR_TOOL": f"forensic-vsr {__version__}", "FVSR_MODEL": model.id}
         if label:
             mode_tags["FVSR_LABEL"] = label
-        upscale = _plane_upscaler(model, recipe, src_fmt, siting, out_w, out_h)
+        consistency = decision.policy.rules["data_consistency"]
+        project = model.neural and recipe_facts(recipe, model).data_consistency_available
+        residuals: list[float] = []
+        upscale = _plane_upscaler(model, recipe, src_fmt, siting, out_w, out_h, project, residuals)
         master = VideoWriter(
             bundle.path("output/master.mkv"),
             codec="ffv1",
@@ -390,6 +395,11 @@ def _enhance_frames(
                     out_planes = [upscale(i, plane, g) for i, (plane, g) in enumerate(zip(planes, geometry, strict=True))]
                     if src_fmt in _PACKED_ORDER:
                         out_planes = [_convert_packed(out_planes[0], src_fmt, dst_fmt)]
+                    if residuals and consistency["required"] and residuals[-1] > consistency["max_rms_residual"]:
+                        raise IntegrityError(
+                            f"frame {decoded.index}: data-consistency RMS residual {residuals[-1]:.3f} exceeds the "
+                            f"policy's {consistency['max_rms_residual']}"
+                        )
                     frame = frame_from_planes(out_planes, dst_fmt, out_w, out_h)
                     sha256 = planes_sha256(out_planes)
                     hashes.write(f"{sha256} {sum(p.nbytes for p in out_planes)}\n")
@@ -425,33 +435,59 @@ def _enhance_frames(
         "luma": model.id if model.neural else None,
         "planes_classical": "lanczos" if model.neural else model.id,
         "label": label,
+        "data_consistency": None
+        if not project
+        else {
+            "operator": CONSISTENCY_OPERATOR,
+            "plane": "luma",
+            "projection": "x + A_pinv(y - A x), separable closed form",
+            "units": "8-bit levels",
+            "rms_residual_per_frame": [round(r, 6) for r in residuals],
+            "rms_residual_max": round(max(residuals, default=0.0), 6),
+            "tolerance": consistency["max_rms_residual"] if consistency["required"] else None,
+        },
         "lossless_round_trip": {"frames_decoded_back": check.checked, "all_equal": True},
     }
     return step, _output_framehash(bundle, out_w, out_h)
 
 
 def _plane_upscaler(
-    model: ResolvedModel, recipe: Recipe, src_fmt: str, siting: str, out_w: int, out_h: int
+    model: ResolvedModel,
+    recipe: Recipe,
+    src_fmt: str,
+    siting: str,
+    out_w: int,
+    out_h: int,
+    project: bool,
+    residuals: list[float],
 ) -> Callable[[int, np.ndarray, tuple[int, int, int]], np.ndarray]:
-    """Per-plane operation: the network on luma (plane 0 of planar YUV or gray), a classical
-    kernel on every other plane (chroma is never sent through a learned model)."""
+    """Per-plane operation: the network on luma (plane 0 of planar YUV or gray), projected onto
+    the input's consistent set when `project` (each frame's RMS residual is appended to
+    `residuals`); a classical kernel on every other plane (chroma never goes through a network)."""
     net = None
     if model.neural:
         if src_fmt in _PACKED_ORDER or src_fmt.startswith(("gbr", "bgr", "rgb")):
             raise UnsupportedFormatError(f"{model.id} works on luma; {src_fmt} evidence has no luma plane")
-        from forensic_vsr.models.runner import PlaneUpscaler
+        from forensic_vsr.models.runner import PlaneUpscaler, to_samples
 
         net = PlaneUpscaler(model, recipe.device)
     kernel = "lanczos" if model.neural else model.id
     if kernel not in KERNEL_SUPPORT:
         raise UnsupportedFormatError(f"{model.id}: no classical kernel of that name")
+    projector = Projector(out_h, out_w, recipe.scale) if project else None
 
     def run(index: int, plane: np.ndarray, geometry: tuple[int, int, int]) -> np.ndarray:
         sx, sy, vmax = geometry
         if net is not None and index == 0:
-            out = net(plane, vmax)
-            if out.shape != (out_h, out_w):
-                raise IntegrityError(f"{model.id} returned {out.shape[1]}x{out.shape[0]}, expected {out_w}x{out_h}")
+            x_hat = net.predict(plane, vmax)
+            if x_hat.shape != (out_h, out_w):
+                raise IntegrityError(f"{model.id} returned {x_hat.shape[1]}x{x_hat.shape[0]}, expected {out_w}x{out_h}")
+            if projector is None:
+                return to_samples(x_hat, vmax, plane.dtype)
+            y = plane.astype(np.float64)
+            target = 0.25 * vmax / 255  # a quarter of an 8-bit level, well inside any sane tolerance
+            out = to_samples(projector.project_in_range(x_hat, y, vmax, target), vmax, plane.dtype)
+            residuals.append(projector.rms_residual(out, y) * 255 / vmax)  # in 8-bit levels whatever the depth
             return out
         return upscale_plane(
             plane,
@@ -524,7 +560,7 @@ def recipe_facts(recipe: Recipe, model: ResolvedModel) -> RecipeFacts:
         scale=recipe.scale,
         device=recipe.device,
         precision=recipe.precision,
-        data_consistency_available=False,
+        data_consistency_available=bool(model.neural and card is not None and card.data["degradation"]["operator"] == CONSISTENCY_OPERATOR),
     )
 
 

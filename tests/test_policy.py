@@ -23,13 +23,27 @@ from tests.test_enhance import chain_payloads, record
 
 
 def _weights(path: Path, seed: int, scale: int = 2) -> str:
+    """A tiny network that behaves like a fidelity model: bicubic plus a small learned residual."""
     torch.manual_seed(seed)
     net = ResidualSR(scale, channels=4, blocks=1)
+    with torch.no_grad():
+        net.tail[0].weight.mul_(0.02)
+        net.tail[0].bias.zero_()
     torch.save(net.state_dict(), path)
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _card(directory: Path, card_id: str, cls: str, weights: str, sha: str, *, scale: int = 2, deterministic: bool = True) -> None:
+def _card(
+    directory: Path,
+    card_id: str,
+    cls: str,
+    weights: str,
+    sha: str,
+    *,
+    scale: int = 2,
+    deterministic: bool = True,
+    operator: str = "bicubic-antialiased",
+) -> None:
     card = {
         "id": card_id,
         "version": "test-1",
@@ -41,7 +55,7 @@ def _card(directory: Path, card_id: str, cls: str, weights: str, sha: str, *, sc
         "weights": {"file": weights, "sha256": sha},
         "deterministic": deterministic,
         "precisions": ["fp32"],
-        "degradation": {"operator": "bicubic-antialiased"},
+        "degradation": {"operator": operator},
         "training": {"loss": "L1" if cls == "fidelity" else "L1+GAN"},
         "validation": None,
         "license": "Apache-2.0",
@@ -55,6 +69,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = tmp_path_factory.mktemp("models")
     _card(d, "tiny-fidelity-x2", "fidelity", "fid.pth", _weights(d / "fid.pth", 1))
     _card(d, "tiny-generative-x2", "generative", "gen.pth", _weights(d / "gen.pth", 2))
+    _card(d, "tiny-otherblur-x2", "fidelity", "ob.pth", _weights(d / "ob.pth", 6), operator="gaussian-blur-unknown")
     _card(d, "tiny-nondeterministic-x2", "generative", "nd.pth", _weights(d / "nd.pth", 3), deterministic=False)
     _weights(d / "tampered.pth", 4)
     _card(d, "tiny-tampered-x2", "fidelity", "tampered.pth", "0" * 64)
@@ -94,7 +109,7 @@ CASES = [  # rule, allowed recipe, refused recipe, expected words in the refusal
     ),
     ("max_scale", {"scale": 4}, {"scale": 8}, "at most x4"),
     ("model_scale", {"scale": 3}, {"model": "tiny-fidelity-x2", "scale": 3, "mode": "investigative"}, "supports x2"),
-    ("data_consistency", {"model": "tiny-fidelity-x2", "mode": "investigative"}, {"model": "tiny-fidelity-x2"}, "not available"),
+    ("data_consistency", {"model": "tiny-fidelity-x2"}, {"model": "tiny-otherblur-x2"}, "not available"),
     (
         "determinism_required",
         {"model": "tiny-generative-x2", "mode": "demonstrative"},
@@ -221,3 +236,18 @@ def test_evidential_refusal_end_to_end_and_investigative_run(how: str, models: P
     deps = {d["name"]: d for d in step["predicate"]["buildDefinition"]["resolvedDependencies"]}
     assert any(name.startswith("model-weights:") for name in deps)
     assert record(tmp_path / "ran", "step.run")["predicate"]["runDetails"]["byproducts"][0]["annotations"]["label"] == label
+
+
+def test_evidential_fidelity_model_runs_with_data_consistency(models: Path, synth, keypair, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    src = synth("yuv420p10le")
+    out = tmp_path / "b"
+    proc = run_fvsr("enhance", src, "-o", out, "--model", "tiny-fidelity-x2", "--models-dir", models, "--key", keypair[0], "-q")
+    assert proc.returncode == 0, proc.stderr
+    dc = record(out, "step.run")["predicate"]["runDetails"]["byproducts"][0]["annotations"]["data_consistency"]
+    assert dc["operator"] == "bicubic-antialiased" and len(dc["rms_residual_per_frame"]) == 12
+    assert 0 < dc["rms_residual_max"] <= 0.5 and dc["tolerance"] == 0.5
+    assert run_fvsr("verify", out, "--pubkey", keypair[1], "--evidence", src).returncode == 0
+    assert (
+        run_fvsr("verify", out, "--pubkey", keypair[1], "--evidence", src, "--reproduce", env={"FVSR_MODELS_PATH": str(models)}).returncode
+        == 0
+    )

@@ -33,10 +33,18 @@ class PlaneUpscaler:
         self.net = net.eval().to(self.device)
         self.scale = int(model.architecture["params"]["scale"])
 
-    def __call__(self, plane: np.ndarray, max_value: int) -> np.ndarray:
+    def predict(self, plane: np.ndarray, max_value: int) -> np.ndarray:
+        """The network's output in sample units (float64), before rounding."""
         x = torch.from_numpy(plane.astype(np.float32) / max_value)[None, None].to(self.device)
         with torch.inference_mode():
             y = self.net(x)[0, 0].float().cpu().numpy()
-        y = np.rint(y * max_value)
-        np.clip(y, 0, max_value, out=y)
-        return y.astype(plane.dtype)
+        return y.astype(np.float64) * max_value
+
+    def __call__(self, plane: np.ndarray, max_value: int) -> np.ndarray:
+        return to_samples(self.predict(plane, max_value), max_value, plane.dtype)
+
+
+def to_samples(x: np.ndarray, max_value: int, dtype: np.dtype) -> np.ndarray:
+    y = np.rint(x)
+    np.clip(y, 0, max_value, out=y)
+    return y.astype(dtype)
