@@ -29,20 +29,45 @@ def ffmpeg() -> str:
     return _require("ffmpeg")
 
 
-@pytest.fixture(scope="session")
-def carphone() -> Path:
-    path = CLIPS / "carphone_pristine.mp4"
+def _clip(name: str) -> Path:
+    path = CLIPS / name
     if not path.exists():
         pytest.fail("data/clips missing: run `make test` (scripts/fetch_data.py fetches the clips)", pytrace=False)
     return path
 
 
 @pytest.fixture(scope="session")
+def carphone() -> Path:
+    return _clip("carphone_pristine.mp4")
+
+
+@pytest.fixture(scope="session")
 def carphone_distorted() -> Path:
-    path = CLIPS / "carphone_distorted.mp4"
-    if not path.exists():
-        pytest.fail("data/clips missing: run `make test`", pytrace=False)
-    return path
+    return _clip("carphone_distorted.mp4")
+
+
+def make_testsrc(ffmpeg: str, out: Path, frames: int, size: str = "160x120") -> Path:
+    """An H.264 clip of ffmpeg's testsrc2 pattern with `frames` frames."""
+    subprocess.run(
+        [
+            ffmpeg,
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            f"testsrc2=size={size}:rate=25",
+            "-frames:v",
+            str(frames),
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            str(out),
+        ],
+        check=True,
+    )
+    return out
 
 
 SYNTH = {

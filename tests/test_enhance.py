@@ -15,7 +15,7 @@ import pytest
 from forensic_vsr.integrity import dsse
 from forensic_vsr.media import file_sha256
 from forensic_vsr.timebase import rescale
-from tests.conftest import ffmpeg_framehash, run_fvsr
+from tests.conftest import ffmpeg_framehash, make_testsrc, run_fvsr
 
 
 def chain_payloads(bundle: Path) -> list[dict]:
@@ -143,26 +143,7 @@ def test_memory_does_not_grow_with_video_length(ffmpeg: str, keypair, tmp_path: 
     """Peak RSS for 300 frames within 1.2x of 30 frames (the streaming promise)."""
     peaks = {}
     for n in (30, 300):
-        clip = tmp_path / f"c{n}.mp4"
-        subprocess.run(
-            [
-                ffmpeg,
-                "-v",
-                "error",
-                "-f",
-                "lavfi",
-                "-i",
-                "testsrc2=size=160x120:rate=25",
-                "-frames:v",
-                str(n),
-                "-c:v",
-                "libx264",
-                "-preset",
-                "ultrafast",
-                str(clip),
-            ],
-            check=True,
-        )
+        clip = make_testsrc(ffmpeg, tmp_path / f"c{n}.mp4", n)
         argv = ["enhance", str(clip), "-o", str(tmp_path / f"b{n}"), "--key", str(keypair[0]), "-q"]
         code = (
             f"import resource, sys; import forensic_vsr.cli as c; rc = c.main({argv!r});"

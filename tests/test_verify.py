@@ -22,7 +22,7 @@ from forensic_vsr.audit.keys import load_public_key
 from forensic_vsr.audit.verify import verify_bundle
 from forensic_vsr.integrity import dsse
 from forensic_vsr.media import VideoReader, VideoWriter, frame_from_planes, frame_planes
-from tests.conftest import PASSPHRASE, run_fvsr
+from tests.conftest import PASSPHRASE, make_testsrc, run_fvsr
 
 
 @pytest.fixture(scope="module")
@@ -236,26 +236,7 @@ def test_reproduce_counts_differing_samples(small_bundles, keypair, tmp_path: Pa
 
 
 def test_killed_run_is_reported_incomplete(ffmpeg: str, keypair, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    clip = tmp_path / "long.mp4"
-    subprocess.run(
-        [
-            ffmpeg,
-            "-v",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=320x240:rate=25",
-            "-frames:v",
-            "400",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            str(clip),
-        ],
-        check=True,
-    )
+    clip = make_testsrc(ffmpeg, tmp_path / "long.mp4", 400, "320x240")
     out = tmp_path / "out"
     out.mkdir()
     proc = subprocess.Popen(
