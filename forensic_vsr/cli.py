@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from forensic_vsr import __version__
+from forensic_vsr.allocator import keep_heap
 from forensic_vsr.errors import FvsrError, UsageError
 
 if TYPE_CHECKING:
@@ -321,6 +322,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="fvsr: %(message)s")
     func: Callable[[argparse.Namespace], int] = args.func
+    keep_heap()
     try:
         return func(args)
     except FvsrError as exc:

@@ -30,7 +30,6 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-import av
 import numpy as np
 
 from forensic_vsr import __version__
@@ -371,7 +370,10 @@ def _enhance_frames(
         checks: list[RoundTripCheck] = []
         checker = PipelineStage(lambda packets: checks[0].feed(packets), "round-trip")
 
-        def encode(frame: av.VideoFrame, pts: int, sha256: str) -> None:
+        def encode(out_planes: list[np.ndarray], pts: int) -> None:
+            sha256 = planes_sha256(out_planes)
+            hashes.write(f"{sha256} {sum(p.nbytes for p in out_planes)}\n")
+            frame = frame_from_planes(out_planes, dst_fmt, out_w, out_h)
             if not checks:  # FFV1's extradata exists once the encoder has opened
                 packets = master.write(frame, pts)
                 checks.append(RoundTripCheck("ffv1", master.extradata, out_w, out_h))
@@ -400,10 +402,7 @@ def _enhance_frames(
                             f"frame {decoded.index}: data-consistency RMS residual {residuals[-1]:.3f} exceeds the "
                             f"policy's {consistency['max_rms_residual']}"
                         )
-                    frame = frame_from_planes(out_planes, dst_fmt, out_w, out_h)
-                    sha256 = planes_sha256(out_planes)
-                    hashes.write(f"{sha256} {sum(p.nbytes for p in out_planes)}\n")
-                    encoder.submit(frame, decoded.pts, sha256)
+                    encoder.submit(out_planes, decoded.pts)  # hashed, encoded and checked on the worker threads
                     written += 1
                     advance()
             encoder.close()

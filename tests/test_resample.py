@@ -78,3 +78,14 @@ def test_packed_rgb_is_resampled_per_component() -> None:
     out = upscale_plane(rgb, kind="bicubic", scale=2, out_width=12, out_height=12)
     assert out.shape == (12, 12, 3)
     assert (out[..., 0] == 255).all() and (out[..., 1:] == 0).all()
+
+
+def test_allocator_thresholds_apply_on_glibc():
+    """The page-fault fix behind the enhance speed (docs/benchmarks.md) must really take effect."""
+    import platform
+
+    from forensic_vsr.allocator import keep_heap
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("mallopt thresholds are glibc's")
+    assert keep_heap() is True

@@ -11,6 +11,7 @@ range: the same input gives the same bytes on the same platform.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Literal
@@ -53,6 +54,7 @@ class AxisPlan:
     weights: np.ndarray  # (scale, taps) float32, rows sum to 1
 
 
+@functools.lru_cache(maxsize=64)
 def axis_plan(kind: str, scale: int, subsampling: int, siting: Siting) -> AxisPlan:
     """Phases for a plane subsampled by `subsampling` (1 or 2) relative to luma.
 
@@ -78,11 +80,9 @@ def axis_plan(kind: str, scale: int, subsampling: int, siting: Siting) -> AxisPl
 
 def _resample_axis(x: np.ndarray, plan: AxisPlan, out_len: int, axis: int) -> np.ndarray:
     """One separable pass: each phase is a short correlation (cv2.filter2D, replicated borders)
-    evaluated at every input sample, and the phases interleave into the output."""
-    n = x.shape[axis]
-    shape = list(x.shape)
-    shape[axis] = n * plan.scale
-    out = np.empty(shape, np.float32)
+    evaluated at every input sample, and the phases interleave into the output (cv2.merge along
+    rows, contiguous row copies down columns)."""
+    phases = []
     for p in range(plan.scale):
         offsets, weights = plan.offsets[p], plan.weights[p]
         # filter2D computes dst(i) = sum_j k[j] * src(i + j - anchor); our taps sit at i + offsets[j]
@@ -91,10 +91,16 @@ def _resample_axis(x: np.ndarray, plan: AxisPlan, out_len: int, axis: int) -> np
             raise ValueError("kernel phase does not cover its own sample")
         kernel = weights.reshape(1, -1) if axis == 1 else weights.reshape(-1, 1)
         anchor_xy = (anchor, 0) if axis == 1 else (0, anchor)
-        phase = cv2.filter2D(x, cv2.CV_32F, kernel, anchor=anchor_xy, borderType=cv2.BORDER_REPLICATE)
-        index = [slice(None)] * x.ndim
-        index[axis] = slice(p, None, plan.scale)
-        out[tuple(index)] = phase.reshape(out[tuple(index)].shape)
+        phases.append(cv2.filter2D(x, cv2.CV_32F, kernel, anchor=anchor_xy, borderType=cv2.BORDER_REPLICATE))
+    if plan.scale == 1:
+        out = phases[0]
+    elif axis == 1 and x.ndim == 2:
+        out = cv2.merge(phases).reshape(x.shape[0], x.shape[1] * plan.scale)
+    else:
+        out = np.stack(phases, axis=axis + 1)
+        shape = list(x.shape)
+        shape[axis] *= plan.scale
+        out = out.reshape(shape)
     index = [slice(None)] * x.ndim
     index[axis] = slice(0, out_len)
     return out[tuple(index)]
