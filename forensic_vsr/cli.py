@@ -137,6 +137,22 @@ def _cmd_bench_sr(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    import json
+
+    from forensic_vsr.training.train import DEFAULT_CACHE, train
+
+    summary = train(
+        Path(args.config),
+        Path(args.out),
+        cache=Path(args.cache) if args.cache else DEFAULT_CACHE,
+        stop_after=args.stop_after,
+        show_progress=False if args.quiet else None,
+    )
+    print(json.dumps(summary))
+    return 0
+
+
 def _add_recipe_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mode", default="evidential", choices=["evidential", "investigative", "demonstrative"])
     p.add_argument("--model", help="model card id (see `fvsr models list`); default lanczos")
@@ -294,6 +310,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
     p.add_argument("--json", help="write the results as JSON")
     p.set_defaults(func=_cmd_bench_sr)
+
+    p = sub.add_parser("train", help="train a fidelity model from a config (resumes from its checkpoint)")
+    p.add_argument("config", help="training config, e.g. models/train/fidelity-sr-x2.json")
+    p.add_argument("--out", required=True, help="output folder: weights, card, log, checkpoints")
+    p.add_argument("--cache", help="where fetched training packages are kept (default data/train)")
+    p.add_argument("--stop-after", type=int, help="stop once this many steps are done (resume later with the same command)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_train)
 
     pol = sub.add_parser("policy", help="policies").add_subparsers(dest="policy_command", required=True)
     p = pol.add_parser("explain", help="print the policy decision for a recipe without running it")

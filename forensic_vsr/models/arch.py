@@ -43,6 +43,10 @@ class ResidualSR(nn.Module):
         self.head = nn.Conv2d(1, channels, 3, padding=1)
         self.body = nn.Sequential(*[ResBlock(channels) for _ in range(blocks)])
         self.tail = nn.Sequential(nn.Conv2d(channels, scale * scale, 3, padding=1), nn.PixelShuffle(scale))
+        # start from the bicubic upscale: a zero residual, so training never passes through a
+        # network that is worse than interpolation
+        nn.init.zeros_(self.tail[0].weight)
+        nn.init.zeros_(self.tail[0].bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         base = F.interpolate(x, scale_factor=self.scale, mode="bicubic", align_corners=False)

@@ -1,0 +1,1 @@
+"""Reproducible training of the fidelity models we ship (`fvsr train CONFIG`)."""
