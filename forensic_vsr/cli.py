@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from forensic_vsr import __version__
 from forensic_vsr.allocator import keep_heap
@@ -59,6 +59,8 @@ def _recipe(args: argparse.Namespace, frames: tuple[int, int] | None = None) -> 
         policy=Path(args.policy) if args.policy else None,
         override_policy=args.override_policy,
         models_dirs=tuple(Path(d) for d in args.models_dir or ()),
+        maps=not getattr(args, "no_maps", False),
+        stills=tuple(getattr(args, "still", None) or ()),
     )
 
 
@@ -101,6 +103,20 @@ def _cmd_models_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _projected(net: Any) -> Callable[[Any], Any]:
+    import numpy as np
+
+    from forensic_vsr.models.runner import to_samples
+    from forensic_vsr.ops.consistency import Projector
+
+    def run(y: Any) -> Any:
+        x_hat = net.predict(y, 255)
+        p = Projector(x_hat.shape[0], x_hat.shape[1], net.scale)
+        return to_samples(p.project_in_range(x_hat, y.astype(np.float64), 255, 0.25), 255, np.uint8)
+
+    return run
+
+
 def _cmd_bench_sr(args: argparse.Namespace) -> int:
     import json
 
@@ -123,8 +139,13 @@ def _cmd_bench_sr(args: argparse.Namespace) -> int:
         else:
             from forensic_vsr.models.runner import PlaneUpscaler
 
-            net = PlaneUpscaler(resolve(model_id, None, extra), args.device)
+            model = resolve(model_id, None, extra)
+            net = PlaneUpscaler(model, args.device)
             run = lambda y, net=net: net(y, 255)  # noqa: E731
+            if model.card is not None and model.card.data["degradation"]["operator"] == "bicubic-antialiased":
+                rows.append(evaluate(images, args.scale, model_id, run))
+                # what evidential mode stores: the output projected onto the input's consistent set
+                model_id, run = f"{model_id}+projection", _projected(net)
         rows.append(evaluate(images, args.scale, model_id, run))
     print(f"{'model':<24} {'scale':>5} {'images':>6} {'PSNR-Y':>8} {'SSIM-Y':>7}")
     for r in rows:
@@ -165,6 +186,9 @@ def _add_recipe_args(p: argparse.ArgumentParser) -> None:
         "--override-policy", metavar="REASON", help="accept an evidential --policy weaker than the built-in one; the reason is recorded"
     )
     p.add_argument("--models-dir", action="append", help="an extra directory of model cards (repeatable; also FVSR_MODELS_PATH)")
+    p.add_argument(
+        "--no-maps", action="store_true", help="skip the synthesized-content/contradiction maps (refused where the policy requires them)"
+    )
 
 
 def _cmd_enhance(args: argparse.Namespace) -> int:
@@ -267,6 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="bundle directory to create (must not exist)")
     _add_recipe_args(p)
     p.add_argument("--frames", help="A:B, the half-open range of decoded frames to process")
+    p.add_argument("--still", type=int, action="append", help="also show this output frame in the report (repeatable)")
     p.add_argument("--key", help="examiner's private key (or FVSR_KEY); passphrase from FVSR_KEY_PASSPHRASE or prompt")
     p.add_argument("--case", help="case identifier")
     p.add_argument("--examiner", default=os.environ.get("FVSR_EXAMINER", os.environ.get("USER", "examiner")))

@@ -37,7 +37,7 @@ from forensic_vsr.audit.chain import ChainWriter, chain_root, utc_now
 from forensic_vsr.audit.keys import Signer
 from forensic_vsr.environment import environment_report
 from forensic_vsr.errors import EvidenceError, IntegrityError, OutputError, PolicyDenied, UnsupportedFormatError, UsageError
-from forensic_vsr.integrity import merkle
+from forensic_vsr.integrity import dsse, merkle
 from forensic_vsr.integrity.framehash import FrameHash, TimestampMapper, header, video_framehashes
 from forensic_vsr.media import (
     PipelineStage,
@@ -143,6 +143,8 @@ class Recipe:
     policy: Path | None = None
     override_policy: str | None = None
     models_dirs: tuple[Path, ...] = ()
+    maps: bool = True
+    stills: tuple[int, ...] = ()  # extra output frames shown in the report
 
     def to_json(self, model: ResolvedModel | None = None) -> dict[str, Any]:
         op: dict[str, Any] = {"op": "upscale", "model": model.id if model else self.model, "scale": self.scale}
@@ -156,6 +158,8 @@ class Recipe:
             "precision": self.precision,
             "accept_decode_errors": self.accept_decode_errors,
             "policy_file": None if self.policy is None else str(self.policy),
+            "maps": self.maps,
+            "stills": list(self.stills),
         }
 
 
@@ -217,7 +221,7 @@ class _Bundle:
         self.dir = parent / f".{target.name}.partial-{os.getpid()}"
         try:
             self.dir.mkdir()
-            for sub in ("output", "maps", "stills") if with_outputs else ():
+            for sub in ("output",) if with_outputs else ():
                 (self.dir / sub).mkdir()
         except OSError as exc:
             raise OutputError(f"{parent}: cannot create the bundle ({exc.strerror})") from None
@@ -369,6 +373,8 @@ def _enhance_frames(
         )
         checks: list[RoundTripCheck] = []
         checker = PipelineStage(lambda packets: checks[0].feed(packets), "round-trip")
+        maps = _MapsWriter(bundle, out_w, out_h, recipe.scale, info, src_fmt, decision.policy.rules) if recipe.maps else None
+        mapper = PipelineStage(maps.add if maps else lambda *_: None, "maps")
 
         def encode(out_planes: list[np.ndarray], pts: int) -> None:
             sha256 = planes_sha256(out_planes)
@@ -403,15 +409,22 @@ def _enhance_frames(
                             f"policy's {consistency['max_rms_residual']}"
                         )
                     encoder.submit(out_planes, decoded.pts)  # hashed, encoded and checked on the worker threads
+                    if maps is not None:
+                        mapper.submit(planes[0], out_planes[0], decoded.pts)
                     written += 1
                     advance()
             encoder.close()
             checker.submit(master.close())
             checker.submit(None)  # flush the decoder
             checker.close()
+            mapper.close()
+            maps_step = maps.finish() if maps is not None else None
         finally:
             encoder.close()
             checker.close()
+            mapper.close()
+            if maps is not None:
+                maps.close()
             master.close()
             preview.close()
     if written != end - start:
@@ -446,8 +459,116 @@ def _enhance_frames(
             "tolerance": consistency["max_rms_residual"] if consistency["required"] else None,
         },
         "lossless_round_trip": {"frames_decoded_back": check.checked, "all_equal": True},
+        "maps": maps_step,
     }
     return step, _output_framehash(bundle, out_w, out_h)
+
+
+class _MapsWriter:
+    """The exact layer for every frame (forensic_vsr.uncertainty): S and R of the first plane
+    (luma for YUV and gray; the first component otherwise) stored losslessly as FFV1 gray16le
+    under maps/, and the flagged regions of S streamed into maps/flagged.json."""
+
+    NAMES = ("synthesized", "contradiction")
+
+    def __init__(self, bundle: _Bundle, out_w: int, out_h: int, scale: int, info: Any, src_fmt: str, rules: dict[str, Any]) -> None:
+        from forensic_vsr.uncertainty import DEFAULT_FLAG_THRESHOLD, MAP_SCALE, ExactMaps
+
+        self.bundle = bundle
+        self.exact = ExactMaps(out_h, out_w, scale)
+        self.vmax = plane_geometry(src_fmt)[0][2]
+        self.threshold = float(rules.get("flag_threshold_levels", DEFAULT_FLAG_THRESHOLD))
+        self.plane = "luma" if src_fmt.startswith(("yuv", "yuvj", "gray", "nv")) else "component 0"
+        bundle.path("maps").mkdir(exist_ok=True)
+        self.writers = {
+            name: VideoWriter(
+                bundle.path(f"maps/{name}.mkv"),
+                codec="ffv1",
+                pix_fmt="gray16le",
+                width=out_w,
+                height=out_h,
+                time_base=info.time_base,
+                rate=info.guessed_rate,
+                options=FFV1_OPTIONS,
+                metadata={"FVSR_MAP": name, "FVSR_MAP_SCALE": f"sample = round(8-bit levels * {MAP_SCALE})"},
+            )
+            for name in self.NAMES
+        }
+        self.flagged = open(bundle.path("maps/flagged.json"), "w", encoding="ascii")  # noqa: SIM115
+        head = {"measure": "S (synthesized content, 8-bit levels)", "threshold_levels": self.threshold, "connectivity": 8}
+        self.flagged.write(json.dumps(head)[:-1] + ', "frames": [\n')
+        self.map_scale = MAP_SCALE
+        self.count = 0
+        self.flagged_frames = 0
+        self.max_fraction = 0.0
+        self.sum_fraction = 0.0
+        self.worst_frame: int | None = None
+
+    def add(self, y: np.ndarray, x_hat: np.ndarray, pts: int) -> None:
+        from forensic_vsr.uncertainty import flagged_regions, to_gray16
+
+        if y.ndim == 3:
+            y, x_hat = y[..., 0], x_hat[..., 0]
+        s, r = self.exact.compute(y, x_hat, self.vmax)
+        for name, levels in zip(self.NAMES, (s, r), strict=True):
+            self.writers[name].write(frame_from_planes([to_gray16(levels)], "gray16le", s.shape[1], s.shape[0]), pts)
+        stats = flagged_regions(s, self.threshold)
+        stats = {"frame": self.count, "pts": pts, "r_max": round(float(r.max()), 4), **stats}
+        self.flagged.write(("" if self.count == 0 else ",\n") + json.dumps(stats, separators=(",", ":")))
+        fraction = stats["fraction_flagged"]
+        if fraction > self.max_fraction or self.worst_frame is None:
+            self.max_fraction, self.worst_frame = fraction, self.count
+        self.sum_fraction += fraction
+        self.flagged_frames += fraction > 0
+        self.count += 1
+
+    def close(self) -> None:
+        for w in self.writers.values():
+            w.close()
+        if not self.flagged.closed:
+            self.flagged.close()
+
+    def finish(self) -> dict[str, Any]:
+        """Close the files, framehash the map videos and return the step record's `maps` entry."""
+        self.flagged.write("\n]}\n")
+        self.close()
+        files: dict[str, Any] = {}
+        for name in self.NAMES:
+            video = f"maps/{name}.mkv"
+            head, lines, reader = video_framehashes(self.bundle.path(video))
+            leaves = []
+            with reader, open(self.bundle.path(f"maps/{name}.framehash"), "w", encoding="ascii") as out:
+                out.write("\n".join(head) + "\n")
+                for fh, _ in lines:
+                    line = fh.line()
+                    out.write(line + "\n")
+                    leaves.append(merkle.hash_leaf(line.encode()))
+            if len(leaves) != self.count:
+                raise IntegrityError(f"{video}: {len(leaves)} frames decoded back, {self.count} written")
+            files[name] = {
+                "video": video,
+                "framehash": f"maps/{name}.framehash",
+                "merkle_root": merkle.root_from_leaf_hashes(leaves).hex(),
+                "tree_size": len(leaves),
+            }
+        return {
+            "layer": "exact",
+            "operator": self.exact.operator,
+            "plane": self.plane,
+            "definitions": {"synthesized": "|(I - A_pinv A) x_hat|", "contradiction": "|A_pinv (y - A x_hat)|"},
+            "units": "8-bit levels",
+            "storage": f"FFV1 gray16le, sample = round(levels * {self.map_scale}), clipped at 65535",
+            "files": files,
+            "flagged": {
+                "file": "maps/flagged.json",
+                "sha256": file_sha256(self.bundle.path("maps/flagged.json")),
+                "threshold_levels": self.threshold,
+                "frames_with_flags": self.flagged_frames,
+                "max_fraction_flagged": self.max_fraction,
+                "mean_fraction_flagged": round(self.sum_fraction / max(self.count, 1), 6),
+                "most_flagged_frame": self.worst_frame,
+            },
+        }
 
 
 def _plane_upscaler(
@@ -559,6 +680,7 @@ def recipe_facts(recipe: Recipe, model: ResolvedModel) -> RecipeFacts:
         scale=recipe.scale,
         device=recipe.device,
         precision=recipe.precision,
+        maps=recipe.maps,
         data_consistency_available=bool(model.neural and card is not None and card.data["degradation"]["operator"] == CONSISTENCY_OPERATOR),
     )
 
@@ -633,7 +755,12 @@ def enhance(evidence: Path, target: Path, recipe: Recipe, examiner: Examiner, sh
                 f"{evidence}: the evidence file changed during processing (sha256 {sha_before[:16]}… -> {sha_after[:16]}…)"
             )
         finished = utc_now()
-        outputs = [_file_entry(bundle, n) for n in ("output/master.mkv", "output/preview.mp4", "output.framehash", "input.framehash")]
+        map_files = (
+            [f"maps/{n}.{ext}" for n in _MapsWriter.NAMES for ext in ("mkv", "framehash")] + ["maps/flagged.json"] if recipe.maps else []
+        )
+        outputs = [
+            _file_entry(bundle, n) for n in ("output/master.mkv", "output/preview.mp4", "output.framehash", "input.framehash", *map_files)
+        ]
         out_root = merkle.root_from_leaf_hashes(out_leaves).hex()
         chain.append("step.run", _statement(recipe, model, ingest_body, step, outputs, out_root, n_out, started, finished))
         chain.append(
@@ -646,6 +773,7 @@ def enhance(evidence: Path, target: Path, recipe: Recipe, examiner: Examiner, sh
                 "frame_counts": {"input": len(in_leaves), "output": n_out},
             },
         )
+        _write_report(bundle, chain, evidence, examiner, model, recipe, step)
         chain.append("run.complete", {"records": len(chain.digests) + 1, "status": "complete"})
         _write_manifest(bundle, chain)
         chain.close()
@@ -658,6 +786,32 @@ def enhance(evidence: Path, target: Path, recipe: Recipe, examiner: Examiner, sh
         bundle.discard()
         raise
     return Path(target)
+
+
+def _write_report(
+    bundle: _Bundle, chain: ChainWriter, evidence: Path, examiner: Examiner, model: ResolvedModel, recipe: Recipe, step: dict[str, Any]
+) -> None:
+    """Stills (first, middle, most flagged, requested), then report.pdf rendered from the signed
+    records, then the report.generate record naming all of them."""
+    from forensic_vsr.report import REPORT_NAME, make_stills, render, report_records
+
+    count, start = step["frames"]["count"], step["frames"]["start"]
+    frames = {"first frame": 0, "middle frame": count // 2}
+    maps = step.get("maps")
+    if maps and maps["flagged"]["most_flagged_frame"] is not None:
+        frames["most flagged frame"] = int(maps["flagged"]["most_flagged_frame"])
+    for n in recipe.stills:
+        if not 0 <= n < count:
+            raise UsageError(f"--still {n}: the output has frames 0 to {count - 1}")
+        frames[f"requested frame {n}"] = n
+    threshold = maps["flagged"]["threshold_levels"] if maps else 8.0
+    stills = json.loads(dsse.canonical_json(make_stills(bundle.dir, evidence, frames, start, threshold)))
+    refs = list(model.card.data.get("references", [])) if model.card is not None and model.neural else []
+    records = report_records(chain.bodies, examiner.name, chain.signer.keyid, refs)
+    head = chain.digests[-1]
+    render(bundle.dir, records, stills, head, bundle.path(REPORT_NAME))
+    body = {"file": _file_entry(bundle, REPORT_NAME), "stills": stills, "chain_head": head, "references": refs}
+    chain.append("report.generate", body)
 
 
 def _model_dependencies(model: ResolvedModel) -> list[dict[str, Any]]:
@@ -701,8 +855,16 @@ def _statement(
     return {
         "_type": "https://in-toto.io/Statement/v1",
         "subject": [
-            *({"name": o["name"], "digest": {"sha256": o["sha256"]}} for o in outputs if o["name"].startswith("output/")),
+            *({"name": o["name"], "digest": {"sha256": o["sha256"]}} for o in outputs if o["name"].startswith(("output/", "maps/"))),
             {"name": "frames:output/master.mkv", "digest": {"rfc9162-sha256": out_root}, "annotations": {"tree_size": n_out}},
+            *(
+                {
+                    "name": f"frames:{m['video']}",
+                    "digest": {"rfc9162-sha256": m["merkle_root"]},
+                    "annotations": {"tree_size": m["tree_size"]},
+                }
+                for m in (step.get("maps") or {}).get("files", {}).values()
+            ),
         ],
         "predicateType": "https://slsa.dev/provenance/v1",
         "predicate": {

@@ -8,13 +8,15 @@ converts colour or bit depth. This module imports neither torch nor cv2.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
 import queue
 import sys
 import threading
-from collections.abc import Callable, Iterator
+import weakref
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -253,6 +255,7 @@ class VideoReader:
         self._stream.thread_type = "AUTO"
         self.info = self._probe()
         self.stats = DecodeStats()
+        self._iterations: weakref.WeakSet[Generator[DecodedFrame, None, None]] = weakref.WeakSet()
 
     def __enter__(self) -> VideoReader:
         return self
@@ -261,6 +264,13 @@ class VideoReader:
         self.close()
 
     def close(self) -> None:
+        """Stop any unfinished `frames()` iteration and let the decoder's threads go idle before
+        the container is freed: freeing a frame-threaded FFmpeg decoder mid-stream can deadlock."""
+        for gen in list(self._iterations):
+            gen.close()
+        self._iterations.clear()
+        with contextlib.suppress(Exception):  # best effort; closing must not fail
+            self._stream.codec_context.flush_buffers()
         self._container.close()
 
     def _probe(self) -> StreamInfo:
@@ -302,6 +312,11 @@ class VideoReader:
 
     def frames(self) -> Iterator[DecodedFrame]:
         """Decode every frame in presentation order with ffmpeg's best-effort timestamps."""
+        gen = self._frames()
+        self._iterations.add(gen)
+        return gen
+
+    def _frames(self) -> Iterator[DecodedFrame]:
         index = 0
         last_pts: int | None = None
         for packet in self._demux():

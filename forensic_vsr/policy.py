@@ -50,6 +50,7 @@ class RecipeFacts:
     device: str
     precision: str
     data_consistency_available: bool
+    maps: bool = True  # the exact synthesized-content / contradiction maps are requested
 
 
 @dataclass(frozen=True)
@@ -139,6 +140,8 @@ def weakenings(base: dict[str, Any], other: dict[str, Any]) -> list[str]:
     if other["max_scale"] > base["max_scale"]:
         out.append(f"max_scale {other['max_scale']} > {base['max_scale']}")
     dc_b, dc_o = base["data_consistency"], other["data_consistency"]
+    if other.get("flag_threshold_levels", 8.0) > base.get("flag_threshold_levels", 8.0):
+        out.append(f"flag_threshold_levels {other.get('flag_threshold_levels')} > {base.get('flag_threshold_levels', 8.0)}")
     if dc_b["required"] and not dc_o["required"]:
         out.append("data_consistency.required is false")
     if dc_o["max_rms_residual"] > dc_b["max_rms_residual"]:
@@ -204,12 +207,22 @@ def evaluate(policy: Policy, f: RecipeFacts) -> tuple[RuleResult, ...]:
             bool(known),
             "model card declares deterministic inference" if known else "determinism not established by a card",
         )
-    for key, what in (("uncertainty_maps_required", "uncertainty maps"), ("report_required", "court report")):
-        add(
-            key,
-            None if not r[key] else False,
-            "not required by this policy" if not r[key] else f"a {what} is required and this version of forensic-vsr does not produce one",
+    threshold = r.get("flag_threshold_levels", 8.0)
+    add(
+        "uncertainty_maps_required",
+        None if not r["uncertainty_maps_required"] else f.maps,
+        (
+            f"exact synthesized-content and contradiction maps are written for every frame (regions flagged above {threshold} levels)"
+            if f.maps
+            else "maps are turned off (--no-maps)"
         )
+        + ("" if r["uncertainty_maps_required"] else "; not required by this policy"),
+    )
+    add(
+        "report_required",
+        None if not r["report_required"] else False,
+        "not required by this policy" if not r["report_required"] else "a court report is required and this version does not produce one",
+    )
     add(
         "allowed_devices",
         f.device in r["allowed_devices"] or (f.device == "auto" and "cpu" in r["allowed_devices"]),

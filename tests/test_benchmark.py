@@ -52,9 +52,22 @@ def test_bench_cli_on_any_folder(tmp_path: Path) -> None:
     proc = run_fvsr("bench", "sr", "--images", tmp_path, "--scale", "2", "--json", out, check=True)
     assert "bicubic" in proc.stdout and "lanczos" in proc.stdout
     rows = json.loads(out.read_text())["results"]
-    assert [r["model"] for r in rows] == ["bicubic", "lanczos"]
+    assert [r["model"] for r in rows] == ["bicubic", "fidelity-sr-x2", "fidelity-sr-x2+projection", "lanczos"]
     assert all(r["images"] == 2 and r["scale"] == 2 and 20 < r["psnr_y"] < 60 and 0 < r["ssim_y"] <= 1 for r in rows)
     empty = tmp_path / "empty"
     empty.mkdir()
     bad = run_fvsr("bench", "sr", "--images", empty, "--scale", "2")
     assert bad.returncode != 0 and "no PNG/JPEG" in bad.stderr and "Traceback" not in bad.stderr
+
+
+@pytest.mark.skipif(not (BENCH / "CSet5").is_dir(), reason="../shared/benchmarks not present")
+def test_shipped_x2_model_meets_its_card_on_set5() -> None:
+    """The weights we ship reproduce the Set5 number their card states (and beat FSRCNN's 37.00)."""
+    from forensic_vsr.models.registry import resolve
+    from forensic_vsr.models.runner import PlaneUpscaler
+
+    model = resolve("fidelity-sr-x2", None)
+    net = PlaneUpscaler(model, "cpu")
+    row = evaluate(load_images(BENCH / "CSet5"), 2, model.id, lambda y: net(y, 255))
+    stated = model.card.data["validation"]["benchmarks"]["CSet5_x2"]["psnr_y"]  # type: ignore[union-attr]
+    assert abs(row.psnr_y - stated) < 0.01 and row.psnr_y >= 37.0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -31,3 +32,53 @@ def test_rounded_projection_keeps_a_small_residual() -> None:
     x = np.rint(p.project(rng.uniform(0, 255, (64, 96)), y))
     assert p.rms_residual(x, y) < 0.5
     assert p.rms_residual(np.full((64, 96), 128.0), y) > 10
+
+
+@pytest.mark.parametrize("operator", ["bicubic-antialiased", "box"])
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_pseudo_inverse_identities(operator, scale):
+    """A A† y = y; A x̃ = y after projection; x̂ = (range part) + (null part) with A(null part) = 0."""
+    rng = np.random.default_rng(scale)
+    h, w = 12 * scale, 20 * scale
+    p = Projector(h, w, scale, operator)
+    y = rng.uniform(0, 255, (h // scale, w // scale))
+    assert np.allclose(p.degrade(p.pinv(y)), y, atol=1e-9)
+    x_hat = rng.uniform(0, 255, (h, w))
+    assert np.allclose(p.degrade(p.project(x_hat, y)), y, atol=1e-9)
+    null = x_hat - p.pinv(p.degrade(x_hat))
+    assert np.allclose(p.degrade(null), 0, atol=1e-9)
+    # the null-space part is orthogonal to the range of A^T
+    assert abs(float(np.sum(null * p.pinv(y)))) < 1e-6 * float(np.sum(np.abs(null)) * np.abs(p.pinv(y)).max())
+
+
+def test_box_operator_is_the_mean_of_each_block():
+    p = Projector(4, 6, 2, "box")
+    x = np.arange(24, dtype=np.float64).reshape(4, 6)
+    assert np.allclose(p.degrade(x), x.reshape(2, 2, 3, 2).mean(axis=(1, 3)))
+
+
+def test_exact_maps_match_the_definitions_and_flag_regions():
+    from forensic_vsr.ops.degrade import downscale
+    from forensic_vsr.uncertainty import ExactMaps, flagged_regions
+
+    rng = np.random.default_rng(3)
+    hr = np.clip(rng.normal(128, 40, (48, 64)), 0, 255)
+    y = np.clip(np.rint(downscale(hr, 2)), 0, 255)
+    p = Projector(48, 64, 2)
+    maps = ExactMaps(48, 64, 2)
+    # an output that reproduces the input: R is only what rounding leaves; S is the null part
+    consistent = p.project(hr, y)
+    s, r = maps.compute(y, consistent)
+    assert np.allclose(s, np.abs(consistent - p.pinv(p.degrade(consistent))), atol=1e-2)
+    assert r.max() < 1e-2
+    # an output that contradicts the input in one block shows it in R there, not elsewhere
+    bad = consistent.copy()
+    bad[10:20, 10:20] += 30
+    _, r_bad = maps.compute(y, bad)
+    assert r_bad[10:20, 10:20].mean() > 5 * max(r_bad[30:, 40:].mean(), 1e-3)
+    # 10-bit samples give the same maps in 8-bit levels
+    s10, _ = maps.compute(y * 4, consistent * (1023 / 255), max_value=1023)
+    assert np.allclose(s10, s * (1023 / 255) / 4 * (255 * 4 / 1023), atol=1e-2)
+    stats = flagged_regions(s, threshold=float(np.percentile(s, 90)))
+    assert 0.05 < stats["fraction_flagged"] <= 0.11 and stats["regions"] >= 1
+    assert stats["largest_region_px"] == stats["boxes"][0]["area"]

@@ -10,6 +10,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import numpy as np
 import pytest
 
 from forensic_vsr.integrity import dsse
@@ -30,9 +31,12 @@ def record(bundle: Path, record_type: str) -> dict:
 
 def test_bundle_layout_and_records(carphone_bundle: Path) -> None:
     names = sorted(str(p.relative_to(carphone_bundle)) for p in carphone_bundle.rglob("*") if p.is_file())
-    assert names == ["chain.jsonl", "input.framehash", "manifest.json", "output.framehash", "output/master.mkv", "output/preview.mp4"]
+    maps = [f"maps/{n}.{e}" for n in ("contradiction", "synthesized") for e in ("framehash", "mkv")]
+    fixed = ["chain.jsonl", "input.framehash", "manifest.json", *maps, "maps/flagged.json", "output.framehash"]
+    assert set(names) - {n for n in names if n.startswith("stills/")} == {*fixed, "output/master.mkv", "output/preview.mp4", "report.pdf"}
+    assert len([n for n in names if n.startswith("stills/")]) % 3 == 0
     types = [p["type"] for p in chain_payloads(carphone_bundle)]
-    assert types == ["policy.decision", "evidence.ingest", "step.run", "output.write", "run.complete"]
+    assert types == ["policy.decision", "evidence.ingest", "step.run", "output.write", "report.generate", "run.complete"]
     ingest = record(carphone_bundle, "evidence.ingest")
     assert ingest["frames_decoded"] == 120 and len(ingest["pts"]) == 120
     assert ingest["probe"]["codec"] == "h264" and ingest["probe"]["pix_fmt"] == "yuv420p"
@@ -163,3 +167,59 @@ def test_memory_does_not_grow_with_video_length(ffmpeg: str, keypair, tmp_path: 
 def test_payload_type_is_the_record_type(carphone_bundle: Path) -> None:
     line = (carphone_bundle / "chain.jsonl").read_text().splitlines()[0]
     assert json.loads(line)["payloadType"] == dsse.RECORD_TYPE
+
+
+def test_maps_are_the_exact_layer_of_the_stored_frames(carphone_bundle: Path, carphone: Path, ffmpeg: str) -> None:
+    """Decoding maps/*.mkv gives S and R recomputed from the evidence and the master (1/16-level
+    storage), their framehash files match ffmpeg's, and the sidecar's statistics follow from S."""
+    from forensic_vsr.media import VideoReader, frame_planes
+    from forensic_vsr.uncertainty import MAP_SCALE, ExactMaps, flagged_regions
+
+    step = record(carphone_bundle, "step.run")["predicate"]["runDetails"]["byproducts"][0]["annotations"]
+    maps = step["maps"]
+    assert maps["layer"] == "exact" and maps["plane"] == "luma" and maps["files"]["synthesized"]["tree_size"] == 40
+    for name in ("synthesized", "contradiction"):
+        ours = [ln for ln in (carphone_bundle / f"maps/{name}.framehash").read_text().splitlines() if not ln.startswith("#")]
+        assert ours == ffmpeg_framehash(ffmpeg, carphone_bundle / f"maps/{name}.mkv")
+    sidecar = json.loads((carphone_bundle / "maps/flagged.json").read_text())
+    assert len(sidecar["frames"]) == 40 and sidecar["threshold_levels"] == maps["flagged"]["threshold_levels"]
+    exact = ExactMaps(288, 352, 2)
+    with (
+        VideoReader(carphone) as ev,
+        VideoReader(carphone_bundle / "output/master.mkv") as out,
+        VideoReader(carphone_bundle / "maps/synthesized.mkv") as sm,
+        VideoReader(carphone_bundle / "maps/contradiction.mkv") as rm,
+    ):
+        for i, (e, o, s_, r_) in enumerate(zip(ev.frames(), out.frames(), sm.frames(), rm.frames(), strict=False)):
+            if i % 13:
+                continue
+            s, r = exact.compute(frame_planes(e.frame)[0], frame_planes(o.frame)[0])
+            stored_s = frame_planes(s_.frame)[0].astype(np.float64) / MAP_SCALE
+            stored_r = frame_planes(r_.frame)[0].astype(np.float64) / MAP_SCALE
+            assert np.abs(stored_s - s).max() <= 0.5 / MAP_SCALE + 1e-3
+            assert np.abs(stored_r - r).max() <= 0.5 / MAP_SCALE + 1e-3
+            stats = flagged_regions(s, sidecar["threshold_levels"])
+            assert sidecar["frames"][i]["fraction_flagged"] == stats["fraction_flagged"]
+            assert s.max() > 0.5  # Lanczos puts content in the null space of the bicubic operator
+
+
+def test_no_maps_is_refused_in_evidential_and_allowed_in_investigative(tmp_path: Path, carphone: Path, keypair) -> None:
+    key, _pub = keypair
+    refused = run_fvsr("enhance", str(carphone), "-o", str(tmp_path / "e"), "--key", str(key), "--frames", "0:3", "--no-maps", "-q")
+    assert refused.returncode == 3 and "uncertainty_maps_required" in refused.stderr
+    done = run_fvsr(
+        "enhance",
+        str(carphone),
+        "-o",
+        str(tmp_path / "i"),
+        "--key",
+        str(key),
+        "--frames",
+        "0:3",
+        "--no-maps",
+        "--mode",
+        "investigative",
+        "-q",
+    )
+    assert done.returncode == 0, done.stderr
+    assert not (tmp_path / "i" / "maps").exists()

@@ -117,6 +117,7 @@ CASES = [  # rule, allowed recipe, refused recipe, expected words in the refusal
         "not established",
     ),
     ("allowed_precisions", {"precision": "fp32"}, {"precision": "fp16"}, "precision fp16"),
+    ("uncertainty_maps_required", {}, {"maps": False}, "--no-maps"),
 ]
 
 
@@ -135,7 +136,6 @@ def test_policy_file_rules(models: Path, tmp_path: Path) -> None:
     cases = [
         ("allowed_operations", "evidential", {"allowed_operations": []}, "allowed: "),
         ("allowed_devices", "evidential", {"allowed_devices": ["cuda"]}, "device cpu"),
-        ("uncertainty_maps_required", "investigative", {"uncertainty_maps_required": True}, "does not produce one"),
         ("report_required", "investigative", {"report_required": True}, "does not produce one"),
         ("output_label", "investigative", {"output_label": None}, "must carry a label"),
     ]

@@ -84,8 +84,8 @@ def _alter_checkpoint(b: Path) -> None:
     (b / "manifest.json").write_text(json.dumps(m))
 
 
-def _alter_one_master_frame(b: Path) -> None:
-    src = b / "output/master.mkv"
+def _alter_one_master_frame(b: Path, name: str = "output/master.mkv") -> None:
+    src = b / name
     tmp = b / "tmp.mkv"
     with VideoReader(src) as r:
         info = r.info
@@ -143,7 +143,13 @@ TAMPERS: dict[str, tuple[Callable[..., None], set[str]]] = {
         {"files.digests"},
     ),
     "input.framehash removed": (lambda b: (b / "input.framehash").unlink(), {"files.inventory"}),
-    "extra file added": (lambda b: (b / "stills" / "planted.png").write_bytes(b"\x89PNG"), {"files.inventory"}),
+    "extra file added": (lambda b: (b / "output" / "planted.png").write_bytes(b"\x89PNG"), {"files.inventory"}),
+    "one map frame altered": (lambda b: _alter_one_master_frame(b, "maps/synthesized.mkv"), {"files.digests", "maps.synthesized"}),
+    "flagged sidecar altered": (
+        lambda b: (b / "maps/flagged.json").write_text((b / "maps/flagged.json").read_text().replace('"regions":', '"regions": ', 1)),
+        {"files.digests", "maps.flagged"},
+    ),
+    "map removed": (lambda b: (b / "maps/contradiction.mkv").unlink(), {"files.inventory", "maps.contradiction"}),
 }
 
 

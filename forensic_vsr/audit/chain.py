@@ -38,6 +38,7 @@ class ChainWriter:
         self.signer = signer
         self.actor = actor
         self.digests: list[str] = []
+        self.bodies: dict[str, dict[str, Any]] = {}  # the first body of each record type, for the report
         self._fh = open(self.path, "xb")  # noqa: SIM115 - kept open for the run
 
     def append(self, record_type: str, body: dict[str, Any]) -> str:
@@ -60,6 +61,7 @@ class ChainWriter:
         os.fsync(self._fh.fileno())
         digest = record_digest(line)
         self.digests.append(digest)
+        self.bodies.setdefault(record_type, body)
         return digest
 
     def checkpoint(self) -> dict[str, Any]:

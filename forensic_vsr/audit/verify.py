@@ -209,6 +209,8 @@ def _recorded_files(view: ChainView) -> dict[str, dict[str, Any]]:
     report = view.first("report.generate")
     if report:
         files[report["file"]["name"]] = report["file"]
+        for still in report.get("stills", []):
+            files.update({f["name"]: f for f in still["files"].values()})
     return files
 
 
@@ -306,6 +308,76 @@ def _frames(bundle: Path, view: ChainView) -> list[Check]:
             checks.append(_fail("frames.master_decode", f"output/master.mkv does not decode: {exc}"))
         else:
             checks.append(_compare_lines("frames.master_decode", "output/master.mkv decoded now", decoded, "output.framehash", out))
+    checks += _maps(bundle, step)
+    return checks
+
+
+def _report(bundle: Path, view: ChainView) -> list[Check]:
+    """Render the report again from the verified records and the bundle's stills: the bytes must
+    equal report.pdf, so every hash and fact printed in it is the bundle's."""
+    import tempfile
+
+    from forensic_vsr.report import render, report_records
+
+    rec = view.first("report.generate")
+    if rec is None:
+        return []
+    path = bundle / rec["file"]["name"]
+    if not path.is_file():
+        return [_fail("report.content", f"{rec['file']['name']} is missing")]
+    bodies: dict[str, Any] = {}
+    for p in view.payloads:
+        if p is not None and p["type"] != "report.generate":
+            bodies.setdefault(p["type"], p["body"])
+        if p is not None and p["type"] == "report.generate":
+            break
+    examiner = next((p["actor"]["name"] for p in view.payloads if p is not None), "")
+    keyid = next((p["actor"]["keyid"] for p in view.payloads if p is not None), "")
+    records = report_records(bodies, examiner, keyid, rec.get("references", []))
+    with tempfile.TemporaryDirectory() as tmp:
+        again = Path(tmp) / "report.pdf"
+        try:
+            render(bundle, records, rec.get("stills", []), rec["chain_head"], again)
+        except Exception as exc:
+            return [_fail("report.content", f"the report cannot be rendered again from the bundle: {type(exc).__name__}: {exc}")]
+        same = again.read_bytes() == path.read_bytes()
+    return [
+        _pass("report.content", "report.pdf renders again byte for byte from the signed records: its facts and hashes are the bundle's")
+        if same
+        else _fail("report.content", "report.pdf differs from the report the signed records give: its text was altered")
+    ]
+
+
+def _maps(bundle: Path, step: dict[str, Any]) -> list[Check]:
+    """Every map video signed in step.run decodes to its framehash file, whose Merkle root is
+    the signed one; the flagged-regions sidecar is the one the step names."""
+    annotations = next((b["annotations"] for b in step["predicate"]["runDetails"]["byproducts"] if b["name"] == "step"), {})
+    maps = annotations.get("maps")
+    if not maps:
+        return []
+    checks = []
+    signed = {s["name"]: s["digest"].get("rfc9162-sha256") for s in step["subject"]}
+    for name, entry in sorted(maps["files"].items()):
+        check = f"maps.{name}"
+        try:
+            recorded = _framehash_file(bundle / entry["framehash"])
+            decoded = _decode_lines(bundle / entry["video"])
+        except Exception as exc:
+            checks.append(_fail(check, f"{entry['video']}: cannot decode or read its framehash ({exc})"))
+            continue
+        root = _leaf_root(recorded)
+        if root != signed.get(f"frames:{entry['video']}") or root != entry["merkle_root"]:
+            checks.append(_fail(check, f"{entry['framehash']} root {root[:16]}… is not the root step.run signs"))
+            continue
+        checks.append(_compare_lines(check, f"{entry['video']} decoded now", decoded, entry["framehash"], recorded))
+    flagged = maps["flagged"]
+    path = bundle / flagged["file"]
+    got = _sha256_file(path) if path.is_file() else "missing"
+    checks.append(
+        _pass("maps.flagged", f"{flagged['file']} is the sidecar step.run names")
+        if got == flagged["sha256"]
+        else _fail("maps.flagged", f"{flagged['file']}: sha256 {got[:16]}…, step.run names {flagged['sha256'][:16]}…")
+    )
     return checks
 
 
@@ -368,5 +440,6 @@ def verify_bundle(bundle: Path, key: Ed25519PublicKey, evidence: Path | None = N
         return
     yield from _files(bundle, view)
     yield from _frames(bundle, view)
+    yield from _report(bundle, view)
     if evidence is not None:
         yield from _evidence(bundle, view, Path(evidence))

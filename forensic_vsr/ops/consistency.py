@@ -20,11 +20,27 @@ import numpy as np
 from forensic_vsr.ops.degrade import weights
 
 OPERATOR = "bicubic-antialiased"
+OPERATORS = ("bicubic-antialiased", "box")
+
+
+def axis_matrix(hr_len: int, scale: int, operator: str = OPERATOR) -> np.ndarray:
+    """The 1-D degradation matrix (hr_len // scale, hr_len): antialiased bicubic shrink
+    (MATLAB imresize) or box averaging of each run of `scale` samples (sensor binning)."""
+    lr_len = hr_len // scale
+    if operator == "bicubic-antialiased":
+        return weights(hr_len, lr_len, 1 / scale)
+    if operator == "box":
+        w = np.zeros((lr_len, hr_len))
+        for i in range(lr_len):
+            w[i, i * scale : (i + 1) * scale] = 1.0 / scale
+        return w
+    raise ValueError(f"unknown degradation operator {operator!r}; known: {', '.join(OPERATORS)}")
 
 
 @functools.lru_cache(maxsize=16)
-def _axis(hr_len: int, scale: int) -> tuple[np.ndarray, np.ndarray]:
-    w = weights(hr_len, hr_len // scale, 1 / scale)
+def _axis(hr_len: int, scale: int, operator: str = OPERATOR) -> tuple[np.ndarray, np.ndarray]:
+    """W and its Moore-Penrose pseudo-inverse Wᵀ(WWᵀ)⁻¹ (W has full row rank: WWᵀ is SPD)."""
+    w = axis_matrix(hr_len, scale, operator)
     return w, w.T @ np.linalg.inv(w @ w.T)
 
 
@@ -33,10 +49,11 @@ class Projector:
     height: int
     width: int
     scale: int
+    operator: str = OPERATOR
 
     def _mats(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        wy, py = _axis(self.height, self.scale)
-        wx, px = _axis(self.width, self.scale)
+        wy, py = _axis(self.height, self.scale, self.operator)
+        wx, px = _axis(self.width, self.scale, self.operator)
         return wy, py, wx, px
 
     def degrade(self, x: np.ndarray) -> np.ndarray:
