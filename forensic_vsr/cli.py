@@ -61,6 +61,7 @@ def _recipe(args: argparse.Namespace, frames: tuple[int, int] | None = None) -> 
         models_dirs=tuple(Path(d) for d in args.models_dir or ()),
         maps=not getattr(args, "no_maps", False),
         stills=tuple(getattr(args, "still", None) or ()),
+        report=not getattr(args, "no_report", False),
     )
 
 
@@ -158,6 +159,103 @@ def _cmd_bench_sr(args: argparse.Namespace) -> int:
     return 0
 
 
+def _luma_sr(model_id: str, scale: int, extra: list[Path], device: str = "cpu") -> Callable[[Any], Any]:
+    from forensic_vsr.benchmark import classical_luma
+    from forensic_vsr.models.registry import resolve
+    from forensic_vsr.ops.resample import KERNEL_SUPPORT
+
+    if model_id in KERNEL_SUPPORT:
+        return classical_luma(model_id, scale)
+    from forensic_vsr.models.runner import PlaneUpscaler
+
+    model = resolve(model_id, None, extra)
+    if model.architecture and int(model.architecture["params"]["scale"]) != scale:
+        raise UsageError(f"{model_id} is a x{model.architecture['params']['scale']} model, not x{scale}")
+    return _projected(PlaneUpscaler(model, device))
+
+
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    """λ for a model and scale from the held-out images of a training config (never a benchmark),
+    written into the model card with the files' sha256."""
+    import json
+
+    from forensic_vsr.calibration import SCALE_FORMULA, calibrate, make_sample
+    from forensic_vsr.models.registry import registry
+    from forensic_vsr.training import data as tdata
+    from forensic_vsr.training.train import DEFAULT_CACHE, load_config
+
+    config, config_sha = load_config(Path(args.config))
+    cache = Path(args.cache) if args.cache else DEFAULT_CACHE
+    _train, held_out = tdata.load(config["data"], cache, Path(args.config).resolve().parent, require_train=False)
+    if not held_out:
+        raise UsageError(f"{args.config}: the config holds out no images (data.validation) to calibrate on")
+    extra = [Path(d) for d in args.models_dir or ()]
+    card = registry(extra).get(args.model)
+    if card is None:
+        raise UsageError(f"--model {args.model}: no such model card")
+    run = _luma_sr(args.model, args.scale, extra)
+    samples = [make_sample(im.luma, args.scale, run) for im in held_out]
+    try:
+        result = calibrate(samples, args.scale, alpha=args.alpha, delta=args.delta, tile=args.tile)
+    except ValueError as exc:
+        raise UsageError(f"{exc}; use more or larger calibration images, a smaller --tile, or a larger --alpha") from None
+    entry = {
+        **result,
+        "scale_formula": SCALE_FORMULA,
+        "method": "risk-controlling prediction set, Hoeffding bound (Bates et al. 2021; Angelopoulos et al. 2022)",
+        "calibration_config": {"file": Path(args.config).name, "sha256": config_sha},
+        "calibration_files": tdata.manifest(held_out),
+        "output": "data-consistency projected" if card.weights_path else "classical interpolation",
+    }
+    data = json.loads(card.path.read_text())
+    data.setdefault("uncertainty", {})[f"x{args.scale}"] = entry
+    tmp = card.path.with_name(card.path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, card.path)
+    print(json.dumps({"model": args.model, "scale": args.scale, **result}))
+    return 0
+
+
+def _cmd_bench_uncertainty(args: argparse.Namespace) -> int:
+    import json
+
+    from forensic_vsr.benchmark import load_images, rgb_to_y
+    from forensic_vsr.calibration import evaluate, make_sample
+    from forensic_vsr.models.registry import registry
+
+    extra = [Path(d) for d in args.models_dir or ()]
+    card = registry(extra).get(args.model)
+    if card is None:
+        raise UsageError(f"--model {args.model}: no such model card")
+    cal = card.data.get("uncertainty", {}).get(f"x{args.scale}")
+    if cal is None:
+        raise UsageError(f"{args.model} has no calibrated intervals for x{args.scale}: run `fvsr calibrate` first")
+    run = _luma_sr(args.model, args.scale, extra, args.device)
+    images = load_images(Path(args.images))
+    samples = [make_sample(rgb_to_y(img), args.scale, run) for _name, img in images]
+    row = {
+        "model": args.model,
+        "scale": args.scale,
+        "images": len(images),
+        "alpha": cal["alpha"],
+        **evaluate(samples, args.scale, cal["lambda"]),
+    }
+    print(
+        f"{'model':<20} {'scale':>5} {'imgs':>4} {'alpha':>5} {'cover':>6} {'width':>7} {'rho(w,|e|)':>10} {'AUSE':>6} {'rho(S,|e|)':>10}"
+    )
+    print(
+        f"{row['model']:<20} {'x' + str(args.scale):>5} {row['images']:>4} {row['alpha']:>5} {row['coverage']:>6.3f} "
+        f"{row['mean_width']:>7.2f} {row['spearman_width_abs_error']:>10.3f} {row['ause_normalized']:>6.3f} "
+        f"{row['spearman_S_abs_error']:>10.3f}"
+    )
+    if args.json:
+        out = Path(args.json)
+        tmp = out.with_name(out.name + ".tmp")
+        tmp.write_text(json.dumps(row, indent=2) + "\n")
+        os.replace(tmp, out)
+    return 0
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     import json
 
@@ -189,6 +287,7 @@ def _add_recipe_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--no-maps", action="store_true", help="skip the synthesized-content/contradiction maps (refused where the policy requires them)"
     )
+    p.add_argument("--no-report", action="store_true", help="skip report.pdf (refused where the policy requires it)")
 
 
 def _cmd_enhance(args: argparse.Namespace) -> int:
@@ -335,6 +434,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
     p.add_argument("--json", help="write the results as JSON")
     p.set_defaults(func=_cmd_bench_sr)
+
+    p = bench.add_parser("uncertainty", help="coverage and ranking quality of the calibrated intervals and of S")
+    p.add_argument("--images", required=True, help="a folder of ground-truth images (PNG/JPEG/BMP/TIFF)")
+    p.add_argument("--scale", type=int, required=True, choices=[2, 3, 4])
+    p.add_argument("--model", required=True)
+    p.add_argument("--models-dir", action="append")
+    p.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--json", help="write the result as JSON")
+    p.set_defaults(func=_cmd_bench_uncertainty)
+
+    p = sub.add_parser("calibrate", help="calibrate a model's intervals on a training config's held-out images")
+    p.add_argument("config", help="training config whose data.validation images are the calibration set")
+    p.add_argument("--model", required=True)
+    p.add_argument("--scale", type=int, required=True, choices=[2, 3, 4])
+    p.add_argument("--alpha", type=float, default=0.1)
+    p.add_argument("--delta", type=float, default=0.1)
+    p.add_argument("--tile", type=int, default=32, help="calibration unit: square tiles of this size (default 32)")
+    p.add_argument("--models-dir", action="append", help="an extra directory of model cards (the card found is updated in place)")
+    p.add_argument("--cache", help="where fetched training packages are kept (default data/train)")
+    p.set_defaults(func=_cmd_calibrate)
 
     p = sub.add_parser("train", help="train a fidelity model from a config (resumes from its checkpoint)")
     p.add_argument("config", help="training config, e.g. models/train/fidelity-sr-x2.json")

@@ -145,6 +145,7 @@ class Recipe:
     models_dirs: tuple[Path, ...] = ()
     maps: bool = True
     stills: tuple[int, ...] = ()  # extra output frames shown in the report
+    report: bool = True
 
     def to_json(self, model: ResolvedModel | None = None) -> dict[str, Any]:
         op: dict[str, Any] = {"op": "upscale", "model": model.id if model else self.model, "scale": self.scale}
@@ -160,6 +161,7 @@ class Recipe:
             "policy_file": None if self.policy is None else str(self.policy),
             "maps": self.maps,
             "stills": list(self.stills),
+            "report": self.report,
         }
 
 
@@ -681,6 +683,7 @@ def recipe_facts(recipe: Recipe, model: ResolvedModel) -> RecipeFacts:
         device=recipe.device,
         precision=recipe.precision,
         maps=recipe.maps,
+        report=recipe.report,
         data_consistency_available=bool(model.neural and card is not None and card.data["degradation"]["operator"] == CONSISTENCY_OPERATOR),
     )
 
@@ -773,7 +776,8 @@ def enhance(evidence: Path, target: Path, recipe: Recipe, examiner: Examiner, sh
                 "frame_counts": {"input": len(in_leaves), "output": n_out},
             },
         )
-        _write_report(bundle, chain, evidence, examiner, model, recipe, step)
+        if recipe.report:
+            _write_report(bundle, chain, evidence, examiner, model, recipe, step)
         chain.append("run.complete", {"records": len(chain.digests) + 1, "status": "complete"})
         _write_manifest(bundle, chain)
         chain.close()

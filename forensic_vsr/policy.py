@@ -51,6 +51,7 @@ class RecipeFacts:
     precision: str
     data_consistency_available: bool
     maps: bool = True  # the exact synthesized-content / contradiction maps are requested
+    report: bool = True  # the court report is requested
 
 
 @dataclass(frozen=True)
@@ -220,8 +221,9 @@ def evaluate(policy: Policy, f: RecipeFacts) -> tuple[RuleResult, ...]:
     )
     add(
         "report_required",
-        None if not r["report_required"] else False,
-        "not required by this policy" if not r["report_required"] else "a court report is required and this version does not produce one",
+        None if not r["report_required"] else f.report,
+        ("report.pdf is written and its digest signed" if f.report else "the report is turned off (--no-report)")
+        + ("" if r["report_required"] else "; not required by this policy"),
     )
     add(
         "allowed_devices",

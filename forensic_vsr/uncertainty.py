@@ -70,11 +70,13 @@ def flagged_regions(s: np.ndarray, threshold: float) -> dict[str, Any]:
     """Per-frame statistics of the 8-connected regions where `s` > threshold."""
     mask = (s > threshold).astype(np.uint8)
     n, _labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
-    regions = sorted((stats[i] for i in range(1, n)), key=lambda st: -int(st[cv2.CC_STAT_AREA]))
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    order = np.argsort(-areas, kind="stable")[:MAX_BOXES] + 1
+    regions = [stats[i] for i in order]
     return {
-        "fraction_flagged": round(float(mask.mean()), 6),
+        "fraction_flagged": round(float(np.count_nonzero(mask)) / mask.size, 6),
         "regions": n - 1,
-        "largest_region_px": int(regions[0][cv2.CC_STAT_AREA]) if regions else 0,
+        "largest_region_px": int(areas.max()) if n > 1 else 0,
         "s_max": round(float(s.max()), 3),
         "s_mean": round(float(s.mean()), 4),
         "boxes": [
@@ -85,6 +87,6 @@ def flagged_regions(s: np.ndarray, threshold: float) -> dict[str, Any]:
                 "h": int(st[cv2.CC_STAT_HEIGHT]),
                 "area": int(st[cv2.CC_STAT_AREA]),
             }
-            for st in regions[:MAX_BOXES]
+            for st in regions
         ],
     }

@@ -118,6 +118,7 @@ CASES = [  # rule, allowed recipe, refused recipe, expected words in the refusal
     ),
     ("allowed_precisions", {"precision": "fp32"}, {"precision": "fp16"}, "precision fp16"),
     ("uncertainty_maps_required", {}, {"maps": False}, "--no-maps"),
+    ("report_required", {}, {"report": False}, "--no-report"),
 ]
 
 
@@ -136,7 +137,6 @@ def test_policy_file_rules(models: Path, tmp_path: Path) -> None:
     cases = [
         ("allowed_operations", "evidential", {"allowed_operations": []}, "allowed: "),
         ("allowed_devices", "evidential", {"allowed_devices": ["cuda"]}, "device cpu"),
-        ("report_required", "investigative", {"report_required": True}, "does not produce one"),
         ("output_label", "investigative", {"output_label": None}, "must carry a label"),
     ]
     for rule, mode, change, why in cases:

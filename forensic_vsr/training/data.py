@@ -93,7 +93,7 @@ def to_luma(bgr: np.ndarray) -> np.ndarray:
     return 16.0 + (65.481 * r + 128.553 * g + 24.966 * b) / 255.0
 
 
-def load(data: dict[str, Any], cache: Path, base: Path) -> tuple[list[TrainImage], list[TrainImage]]:
+def load(data: dict[str, Any], cache: Path, base: Path, require_train: bool = True) -> tuple[list[TrainImage], list[TrainImage]]:
     """(training images, held-out validation images) as the config's `data` section names them."""
     factor = int(data.get("predownscale", 1))
     held_out = set(data.get("validation", []))
@@ -108,7 +108,7 @@ def load(data: dict[str, Any], cache: Path, base: Path) -> tuple[list[TrainImage
                 bgr = cv2.resize(bgr, (w // factor, h // factor), interpolation=cv2.INTER_AREA)
             image = TrainImage(name, _sha256(path), to_luma(bgr).astype(np.float32))
             (val if any(fnmatch.fnmatch(name, pat) for pat in held_out) else train).append(image)
-    if not train:
+    if require_train and not train:
         raise UsageError("no training images left after holding out the validation set")
     return train, val
 

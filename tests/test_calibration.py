@@ -1,0 +1,138 @@
+"""The calibrated interval layer: risk control holds on fresh draws, the ranking metrics are
+right on cases with known answers, and `fvsr calibrate` / `fvsr bench uncertainty` run end to
+end on real files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from forensic_vsr.benchmark import classical_luma
+from forensic_vsr.calibration import ause_normalized, calibrate, evaluate, make_sample, spearman
+from tests.conftest import run_fvsr
+
+
+def _photo(rng: np.random.Generator, h: int = 96, w: int = 128) -> np.ndarray:
+    """A synthetic 'photograph': smooth regions plus edges and texture at random places."""
+    base = cv2.GaussianBlur(rng.standard_normal((h, w)) * 90, (0, 0), 6.0) + 128
+    edges = (cv2.GaussianBlur(rng.standard_normal((h, w)), (0, 0), 3.0) > 0) * rng.uniform(20, 60)
+    texture = cv2.GaussianBlur(rng.standard_normal((h, w)), (0, 0), 0.8) * rng.uniform(0, 25)
+    return np.clip(base + edges + texture, 16, 235)
+
+
+def test_risk_is_controlled_on_fresh_images():
+    run = classical_luma("lanczos", 2)
+    rng = np.random.default_rng(11)
+    cal = [make_sample(_photo(rng), 2, run) for _ in range(12)]
+    result = calibrate(cal, 2, alpha=0.1, delta=0.1, tile=8)
+    assert result["empirical_risk"] + result["hoeffding_term"] <= 0.1
+    fresh = [make_sample(_photo(rng), 2, run) for _ in range(12)]
+    got = evaluate(fresh, 2, result["lambda"])
+    assert got["coverage"] >= 0.88  # at least 1 - alpha, up to sampling noise
+    assert got["spearman_width_abs_error"] > 0.2
+    # a smaller lambda covers less: the choice is the smallest that controls the risk
+    assert evaluate(fresh, 2, result["lambda"] * 0.5)["coverage"] < got["coverage"]
+
+
+def test_rank_metrics_on_known_cases():
+    rng = np.random.default_rng(0)
+    e = rng.uniform(0, 10, 5000)
+    assert spearman(e, e**2) == pytest.approx(1.0)
+    assert spearman(e, -e) == pytest.approx(-1.0)
+    assert abs(spearman(e, rng.uniform(0, 1, 5000))) < 0.05
+    assert ause_normalized(e, e) == pytest.approx(0.0, abs=1e-9)  # an oracle ranking
+    assert ause_normalized(rng.uniform(0, 1, 5000), e) > 0.2  # a random one is far from it
+
+
+def test_impossible_risk_level_is_an_error():
+    run = classical_luma("bicubic", 2)
+    samples = [make_sample(_photo(np.random.default_rng(1), 40, 40), 2, run)]
+    with pytest.raises(ValueError, match="controls the risk"):
+        calibrate(samples, 2, alpha=0.01, delta=0.01)
+
+
+def test_too_little_calibration_data_is_one_line(tmp_path: Path):
+    (tmp_path / "cal").mkdir()
+    y = _photo(np.random.default_rng(2), 40, 40).astype(np.uint8)
+    cv2.imwrite(str(tmp_path / "cal" / "0.png"), cv2.merge([y, y, y]))
+    config = {"model_id": "c", "task": "sr", "scale": 2, "architecture": {}, "train": {}, "card": {}}
+    (tmp_path / "cal.json").write_text(json.dumps({**config, "data": {"sources": [{"dir": "cal"}], "validation": ["*"]}}))
+    done = run_fvsr("calibrate", tmp_path / "cal.json", "--model", "lanczos", "--scale", "2", "--alpha", "0.01")
+    assert done.returncode == 2 and "controls the risk" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_calibrate_and_bench_cli_end_to_end(tmp_path: Path):
+    rng = np.random.default_rng(5)
+    (tmp_path / "cal").mkdir()
+    (tmp_path / "eval").mkdir()
+    for folder, n in (("cal", 6), ("eval", 3)):
+        for i in range(n):
+            y = _photo(rng, 96, 128).astype(np.uint8)
+            cv2.imwrite(str(tmp_path / folder / f"{i}.png"), cv2.merge([y, y, y]))
+    # a tiny real model, trained by the real command, so calibration writes into its own card
+    config = {
+        "model_id": "tiny-sr",
+        "task": "sr",
+        "scale": 2,
+        "architecture": {"name": "fvsr-resnet-sr", "params": {"scale": 2, "channels": 4, "blocks": 1}},
+        "data": {"sources": [{"dir": "cal"}], "validation": ["cal:5.png"]},
+        "train": {"seed": 1, "steps": 2, "batch": 2, "patch": 12, "lr": 1e-3, "threads": 1, "checkpoint_every": 2},
+        "card": {"description": "tiny test model", "degradation": {"operator": "bicubic-antialiased"}},
+    }
+    (tmp_path / "train.json").write_text(json.dumps(config))
+    assert run_fvsr("train", tmp_path / "train.json", "--out", tmp_path / "m", "-q").returncode == 0
+    cal_config = {**config, "data": {"sources": [{"dir": "cal"}], "validation": ["*"]}}
+    (tmp_path / "cal.json").write_text(json.dumps(cal_config))
+    done = run_fvsr("calibrate", tmp_path / "cal.json", "--model", "tiny-sr", "--scale", "2", "--models-dir", tmp_path / "m", "--tile", "8")
+    assert done.returncode == 0, done.stderr
+    card = json.loads((tmp_path / "m" / "tiny-sr.json").read_text())
+    entry = card["uncertainty"]["x2"]
+    assert entry["lambda"] > 0 and len(entry["calibration_files"]) == 6 and entry["alpha"] == 0.1
+    out = tmp_path / "u.json"
+    bench = run_fvsr(
+        "bench",
+        "uncertainty",
+        "--images",
+        tmp_path / "eval",
+        "--scale",
+        "2",
+        "--model",
+        "tiny-sr",
+        "--models-dir",
+        tmp_path / "m",
+        "--json",
+        out,
+    )
+    assert bench.returncode == 0, bench.stderr
+    row = json.loads(out.read_text())
+    assert set(row) == {
+        "model",
+        "scale",
+        "images",
+        "alpha",
+        "coverage",
+        "mean_width",
+        "spearman_width_abs_error",
+        "ause_normalized",
+        "spearman_S_abs_error",
+    }
+    assert row["images"] == 3 and 0 <= row["coverage"] <= 1
+    missing = run_fvsr(
+        "bench", "uncertainty", "--images", tmp_path / "eval", "--scale", "4", "--model", "tiny-sr", "--models-dir", tmp_path / "m"
+    )
+    assert missing.returncode != 0 and "fvsr calibrate" in missing.stderr
+
+
+def test_shipped_cards_carry_calibration():
+    from forensic_vsr.models.registry import registry
+
+    cards = registry()
+    for model_id, scales in (("lanczos", ("x2", "x4")), ("bicubic", ("x2", "x4")), ("fidelity-sr-x2", ("x2",))):
+        for scale in scales:
+            entry = cards[model_id].data["uncertainty"][scale]
+            assert entry["alpha"] == 0.1 and entry["delta"] == 0.1 and entry["tiles"] > 1000
+            assert all(f["file"].startswith("scratch=") for f in entry["calibration_files"])  # never a benchmark
