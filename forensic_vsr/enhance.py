@@ -375,7 +375,7 @@ def _enhance_frames(
         )
         checks: list[RoundTripCheck] = []
         checker = PipelineStage(lambda packets: checks[0].feed(packets), "round-trip")
-        maps = _MapsWriter(bundle, out_w, out_h, recipe.scale, info, src_fmt, decision.policy.rules) if recipe.maps else None
+        maps = _MapsWriter(bundle, out_w, out_h, recipe.scale, info, src_fmt, decision.policy.rules, model) if recipe.maps else None
         mapper = PipelineStage(maps.add if maps else lambda *_: None, "maps")
 
         def encode(out_planes: list[np.ndarray], pts: int) -> None:
@@ -473,10 +473,15 @@ class _MapsWriter:
 
     NAMES = ("synthesized", "contradiction")
 
-    def __init__(self, bundle: _Bundle, out_w: int, out_h: int, scale: int, info: Any, src_fmt: str, rules: dict[str, Any]) -> None:
+    def __init__(
+        self, bundle: _Bundle, out_w: int, out_h: int, scale: int, info: Any, src_fmt: str, rules: dict[str, Any], model: ResolvedModel
+    ) -> None:
         from forensic_vsr.uncertainty import DEFAULT_FLAG_THRESHOLD, MAP_SCALE, ExactMaps
 
         self.bundle = bundle
+        # the calibrated layer, where the model's card carries a lambda for this scale
+        self.calibration = (model.card.data.get("uncertainty", {}).get(f"x{scale}") if model.card else None) or None
+        self.names = self.NAMES + (("interval",) if self.calibration else ())
         self.exact = ExactMaps(out_h, out_w, scale)
         self.vmax = plane_geometry(src_fmt)[0][2]
         self.threshold = float(rules.get("flag_threshold_levels", DEFAULT_FLAG_THRESHOLD))
@@ -494,7 +499,7 @@ class _MapsWriter:
                 options=FFV1_OPTIONS,
                 metadata={"FVSR_MAP": name, "FVSR_MAP_SCALE": f"sample = round(8-bit levels * {MAP_SCALE})"},
             )
-            for name in self.NAMES
+            for name in self.names
         }
         self.flagged = open(bundle.path("maps/flagged.json"), "w", encoding="ascii")  # noqa: SIM115
         head = {"measure": "S (synthesized content, 8-bit levels)", "threshold_levels": self.threshold, "connectivity": 8}
@@ -512,7 +517,12 @@ class _MapsWriter:
         if y.ndim == 3:
             y, x_hat = y[..., 0], x_hat[..., 0]
         s, r = self.exact.compute(y, x_hat, self.vmax)
-        for name, levels in zip(self.NAMES, (s, r), strict=True):
+        layers = [s, r]
+        if self.calibration:
+            from forensic_vsr.calibration import interval_scale
+
+            layers.append(self.calibration["lambda"] * interval_scale(x_hat.astype(np.float32) * (255.0 / self.vmax), s))
+        for name, levels in zip(self.names, layers, strict=True):
             self.writers[name].write(frame_from_planes([to_gray16(levels)], "gray16le", s.shape[1], s.shape[0]), pts)
         stats = flagged_regions(s, self.threshold)
         stats = {"frame": self.count, "pts": pts, "r_max": round(float(r.max()), 4), **stats}
@@ -535,7 +545,7 @@ class _MapsWriter:
         self.flagged.write("\n]}\n")
         self.close()
         files: dict[str, Any] = {}
-        for name in self.NAMES:
+        for name in self.names:
             video = f"maps/{name}.mkv"
             head, lines, reader = video_framehashes(self.bundle.path(video))
             leaves = []
@@ -557,7 +567,16 @@ class _MapsWriter:
             "layer": "exact",
             "operator": self.exact.operator,
             "plane": self.plane,
-            "definitions": {"synthesized": "|(I - A_pinv A) x_hat|", "contradiction": "|A_pinv (y - A x_hat)|"},
+            "definitions": {
+                "synthesized": "|(I - A_pinv A) x_hat|",
+                "contradiction": "|A_pinv (y - A x_hat)|",
+                **({"interval": "calibrated interval half-width lambda * u"} if self.calibration else {}),
+            },
+            "calibration": None
+            if not self.calibration
+            else {
+                k: self.calibration[k] for k in ("lambda", "alpha", "delta", "tiles", "scale_formula", "method") if k in self.calibration
+            },
             "units": "8-bit levels",
             "storage": f"FFV1 gray16le, sample = round(levels * {self.map_scale}), clipped at 65535",
             "files": files,
@@ -759,7 +778,9 @@ def enhance(evidence: Path, target: Path, recipe: Recipe, examiner: Examiner, sh
             )
         finished = utc_now()
         map_files = (
-            [f"maps/{n}.{ext}" for n in _MapsWriter.NAMES for ext in ("mkv", "framehash")] + ["maps/flagged.json"] if recipe.maps else []
+            [f"maps/{n}.{ext}" for n in step["maps"]["files"] for ext in ("mkv", "framehash")] + ["maps/flagged.json"]
+            if recipe.maps
+            else []
         )
         outputs = [
             _file_entry(bundle, n) for n in ("output/master.mkv", "output/preview.mp4", "output.framehash", "input.framehash", *map_files)

@@ -52,9 +52,10 @@ LIMITATIONS = [
     "undetermined content differs too.",
     "Data-consistency projection guarantees that shrinking the output with the card's operator gives back the input "
     "(up to rounding, residual recorded per frame); it does not guarantee that the added detail is true.",
-    "No calibrated (conformal) interval layer is included in this version; when it is, its guarantee is marginal over "
-    "images (a statement about the average fraction of pixels covered), not about any single pixel, and holds only "
-    "when the evidence's degradation resembles the calibration data's.",
+    "The calibrated intervals (maps/interval.mkv, where the model card carries a calibration) promise that, with "
+    "probability 1 - delta over the calibration draw, the expected fraction of pixels outside their interval is at most "
+    "alpha. The guarantee is marginal over images (an average), not about any single pixel, and holds only when the "
+    "evidence's degradation and content resemble the calibration data's (photographs shrunk with the same operator).",
 ]
 
 
@@ -357,6 +358,19 @@ def render(bundle: Path, records: dict[str, dict[str, Any]], stills: list[dict[s
     s.append(Paragraph("5. Results", st["h1"]))
     if maps:
         s.append(Paragraph(_esc(MAPS_TEXT), st["body"]))
+        cal = maps.get("calibration")
+        if cal:
+            s.append(
+                Paragraph(
+                    _esc(
+                        f"Calibrated intervals: each output pixel x carries the interval [x - w, x + w] with half-width "
+                        f"w = {cal['lambda']} * u, u = {cal.get('scale_formula')}. lambda was chosen on {cal.get('tiles')} "
+                        f"calibration tiles (never benchmark images) so that, with probability {1 - cal['delta']:.2f}, the "
+                        f"expected fraction of pixels outside their interval is at most {cal['alpha']} ({cal.get('method')})."
+                    ),
+                    st["body"],
+                )
+            )
     for still in stills:
         files = still["files"]
         block: list[Any] = []

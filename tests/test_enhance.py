@@ -31,7 +31,7 @@ def record(bundle: Path, record_type: str) -> dict:
 
 def test_bundle_layout_and_records(carphone_bundle: Path) -> None:
     names = sorted(str(p.relative_to(carphone_bundle)) for p in carphone_bundle.rglob("*") if p.is_file())
-    maps = [f"maps/{n}.{e}" for n in ("contradiction", "synthesized") for e in ("framehash", "mkv")]
+    maps = [f"maps/{n}.{e}" for n in ("contradiction", "interval", "synthesized") for e in ("framehash", "mkv")]
     fixed = ["chain.jsonl", "input.framehash", "manifest.json", *maps, "maps/flagged.json", "output.framehash"]
     assert set(names) - {n for n in names if n.startswith("stills/")} == {*fixed, "output/master.mkv", "output/preview.mp4", "report.pdf"}
     assert len([n for n in names if n.startswith("stills/")]) % 3 == 0
@@ -172,6 +172,7 @@ def test_payload_type_is_the_record_type(carphone_bundle: Path) -> None:
 def test_maps_are_the_exact_layer_of_the_stored_frames(carphone_bundle: Path, carphone: Path, ffmpeg: str) -> None:
     """Decoding maps/*.mkv gives S and R recomputed from the evidence and the master (1/16-level
     storage), their framehash files match ffmpeg's, and the sidecar's statistics follow from S."""
+    from forensic_vsr.calibration import interval_scale
     from forensic_vsr.media import VideoReader, frame_planes
     from forensic_vsr.uncertainty import MAP_SCALE, ExactMaps, flagged_regions
 
@@ -189,8 +190,9 @@ def test_maps_are_the_exact_layer_of_the_stored_frames(carphone_bundle: Path, ca
         VideoReader(carphone_bundle / "output/master.mkv") as out,
         VideoReader(carphone_bundle / "maps/synthesized.mkv") as sm,
         VideoReader(carphone_bundle / "maps/contradiction.mkv") as rm,
+        VideoReader(carphone_bundle / "maps/interval.mkv") as im,
     ):
-        for i, (e, o, s_, r_) in enumerate(zip(ev.frames(), out.frames(), sm.frames(), rm.frames(), strict=False)):
+        for i, (e, o, s_, r_, i_) in enumerate(zip(ev.frames(), out.frames(), sm.frames(), rm.frames(), im.frames(), strict=False)):
             if i % 13:
                 continue
             s, r = exact.compute(frame_planes(e.frame)[0], frame_planes(o.frame)[0])
@@ -198,6 +200,9 @@ def test_maps_are_the_exact_layer_of_the_stored_frames(carphone_bundle: Path, ca
             stored_r = frame_planes(r_.frame)[0].astype(np.float64) / MAP_SCALE
             assert np.abs(stored_s - s).max() <= 0.5 / MAP_SCALE + 1e-3
             assert np.abs(stored_r - r).max() <= 0.5 / MAP_SCALE + 1e-3
+            stored_i = frame_planes(i_.frame)[0].astype(np.float64) / MAP_SCALE
+            want_i = maps["calibration"]["lambda"] * interval_scale(frame_planes(o.frame)[0], s)
+            assert np.abs(stored_i - want_i).max() <= 0.5 / MAP_SCALE + 1e-2
             stats = flagged_regions(s, sidecar["threshold_levels"])
             assert sidecar["frames"][i]["fraction_flagged"] == stats["fraction_flagged"]
             assert s.max() > 0.5  # Lanczos puts content in the null space of the bicubic operator
