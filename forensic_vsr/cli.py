@@ -43,6 +43,16 @@ def _signer(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     return load_signer(Path(key), read_passphrase(), args.examiner)
 
 
+def _certificate(args: argparse.Namespace) -> Path | None:
+    """--cert, else KEY.crt beside the key (written by `fvsr keys generate`), else None
+    (a self-signed certificate is made for the run)."""
+    if args.cert:
+        return Path(args.cert)
+    key = args.key or os.environ.get("FVSR_KEY")
+    beside = Path(f"{key}.crt") if key else None
+    return beside if beside is not None and beside.is_file() else None
+
+
 def _recipe(args: argparse.Namespace, frames: tuple[int, int] | None = None) -> Recipe:
     from forensic_vsr.enhance import Recipe
 
@@ -299,7 +309,7 @@ def _cmd_enhance(args: argparse.Namespace) -> int:
         Path(args.evidence),
         Path(args.output),
         recipe,
-        Examiner(args.examiner, args.case, signer),
+        Examiner(args.examiner, args.case, signer, _certificate(args)),
         show_progress=None if not args.quiet else False,
     )
     print(f"bundle written: {bundle}")
@@ -310,7 +320,10 @@ def _cmd_keys_generate(args: argparse.Namespace) -> int:
     from forensic_vsr.audit.keys import generate, read_passphrase
 
     signer = generate(Path(args.out), args.name, read_passphrase(confirm=True))
-    print(f"private key: {args.out} (encrypted, mode 0600)\npublic key:  {args.out}.pub\nkey id:      {signer.keyid}")
+    print(
+        f"private key: {args.out} (encrypted, mode 0600)\npublic key:  {args.out}.pub\n"
+        f"certificate: {args.out}.crt (self-signed, for report signatures)\nkey id:      {signer.keyid}"
+    )
     return 0
 
 
@@ -391,6 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_recipe_args(p)
     p.add_argument("--frames", help="A:B, the half-open range of decoded frames to process")
     p.add_argument("--still", type=int, action="append", help="also show this output frame in the report (repeatable)")
+    p.add_argument("--cert", help="PEM certificate (then chain) for the examiner key, to sign report.pdf; default KEY.crt")
     p.add_argument("--key", help="examiner's private key (or FVSR_KEY); passphrase from FVSR_KEY_PASSPHRASE or prompt")
     p.add_argument("--case", help="case identifier")
     p.add_argument("--examiner", default=os.environ.get("FVSR_EXAMINER", os.environ.get("USER", "examiner")))

@@ -19,6 +19,7 @@ INCOMPLETE.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import itertools
 import json
 import logging
@@ -170,6 +171,7 @@ class Examiner:
     name: str
     case_id: str | None
     signer: Signer
+    certificate: Path | None = None  # PEM: the examiner's certificate (then its chain); None: self-signed at run time
 
 
 def parse_frames(text: str | None) -> tuple[int, int] | None:
@@ -722,6 +724,10 @@ def enhance(evidence: Path, target: Path, recipe: Recipe, examiner: Examiner, sh
     model, decision = decide_recipe(recipe)
     # Open once before creating anything: an unreadable evidence file leaves no trace on disk.
     VideoReader(evidence).close()
+    if examiner.certificate is not None:
+        from forensic_vsr.audit.pdfsign import load_certificate
+
+        load_certificate(examiner.certificate, examiner.signer)  # a wrong certificate fails before any work
     bundle = _Bundle(Path(target), with_outputs=decision.allowed)
     chain: ChainWriter | None = None
     try:
@@ -818,6 +824,9 @@ def _write_report(
 ) -> None:
     """Stills (first, middle, most flagged, requested), then report.pdf rendered from the signed
     records, then the report.generate record naming all of them."""
+    from cryptography.hazmat.primitives import serialization
+
+    from forensic_vsr.audit.pdfsign import ReportCertificate, load_certificate, self_signed_certificate, sign_pdf
     from forensic_vsr.report import REPORT_NAME, make_stills, render, report_records
 
     count, start = step["frames"]["count"], step["frames"]["start"]
@@ -834,8 +843,31 @@ def _write_report(
     refs = list(model.card.data.get("references", [])) if model.card is not None and model.neural else []
     records = report_records(chain.bodies, examiner.name, chain.signer.keyid, refs)
     head = chain.digests[-1]
-    render(bundle.dir, records, stills, head, bundle.path(REPORT_NAME))
-    body = {"file": _file_entry(bundle, REPORT_NAME), "stills": stills, "chain_head": head, "references": refs}
+    draft = bundle.path(".report-unsigned.pdf")
+    render(bundle.dir, records, stills, head, draft)
+    unsigned = draft.read_bytes()
+    draft.unlink()
+    cert = (
+        load_certificate(examiner.certificate, examiner.signer)
+        if examiner.certificate
+        else ReportCertificate([self_signed_certificate(examiner.signer)])
+    )
+    signed = sign_pdf(unsigned, examiner.signer, cert, f"forensic-vsr {recipe.mode} report, chain head {head}")
+    with open(bundle.path(REPORT_NAME), "xb") as fh:
+        fh.write(signed)
+    body = {
+        "file": _file_entry(bundle, REPORT_NAME),
+        "unsigned": {"sha256": hashlib.sha256(unsigned).hexdigest(), "size": len(unsigned)},
+        "signature": {
+            "format": "PAdES baseline (ETSI.CAdES.detached), incremental update",
+            "certificate_sha256": hashlib.sha256(cert.signing.public_bytes(serialization.Encoding.DER)).hexdigest(),
+            "certificate_subject": cert.signing.subject.rfc4514_string(),
+            "self_signed": examiner.certificate is None,
+        },
+        "stills": stills,
+        "chain_head": head,
+        "references": refs,
+    }
     chain.append("report.generate", body)
 
 

@@ -75,6 +75,40 @@ def test_tampered_report_fails_verify(carphone_bundle: Path, keypair, tmp_path: 
     proc = run_fvsr("verify", bundle, "--pubkey", keypair[1])
     assert proc.returncode != 0
     assert "FAIL       files.digests" in proc.stdout and "FAIL       report.content" in proc.stdout
+    assert "FAIL       report.signature" in proc.stdout
+
+
+def test_report_signature_is_pades_with_the_examiner_key(carphone_bundle: Path, keypair, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from forensic_vsr.audit.keys import load_public_key
+    from forensic_vsr.audit.pdfsign import check_signature
+
+    data = (carphone_bundle / "report.pdf").read_bytes()
+    assert b"/SubFilter /ETSI.CAdES.detached" in data
+    ok, reason = check_signature(data, load_public_key(keypair[1]))
+    assert ok, reason
+    ok, reason = check_signature(data, Ed25519PrivateKey.generate().public_key())
+    assert not ok and "another key" in reason
+    # something appended after signing (a second incremental update) is caught
+    ok, reason = check_signature(data + b"\n% appended\n", load_public_key(keypair[1]))
+    assert not ok
+    rec = _bodies(carphone_bundle)["report.generate"]
+    assert rec["signature"]["certificate_subject"].startswith("CN=")
+    # keys generate wrote the certificate the run used
+    assert Path(f"{keypair[0]}.crt").is_file()
+
+
+def test_lab_certificate_for_another_key_is_refused(tmp_path: Path, carphone: Path, keypair) -> None:  # type: ignore[no-untyped-def]
+    from forensic_vsr.audit.keys import generate
+    from tests.conftest import PASSPHRASE
+
+    generate(tmp_path / "other.key", "Other", PASSPHRASE.encode())
+    done = run_fvsr(
+        "enhance", carphone, "-o", tmp_path / "b", "--key", keypair[0], "--frames", "0:3", "--cert", tmp_path / "other.key.crt", "-q"
+    )
+    assert done.returncode != 0 and "not the examiner key" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "b").exists()
 
 
 def test_swapped_still_fails_verify(carphone_bundle: Path, keypair, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -73,7 +73,8 @@ def _write_new(path: Path, data: bytes, mode: int) -> None:
 
 
 def generate(out: Path, name: str, passphrase: bytes) -> Signer:
-    """Create PATH (encrypted private key, 0600) and PATH.pub (public key PEM)."""
+    """Create PATH (encrypted private key, 0600), PATH.pub (public key PEM) and PATH.crt (a
+    self-signed X.509 certificate for the key, used to sign report PDFs)."""
     out = Path(out)
     pub_path = out.with_name(out.name + ".pub")
     if out.exists() or pub_path.exists():
@@ -87,6 +88,9 @@ def generate(out: Path, name: str, passphrase: bytes) -> Signer:
     _write_new(out, pem, 0o600)
     signer = Signer(key, name)
     _write_new(pub_path, signer.public_pem().encode(), 0o644)
+    from forensic_vsr.audit.pdfsign import certificate_pem, self_signed_certificate
+
+    _write_new(out.with_name(out.name + ".crt"), certificate_pem(self_signed_certificate(signer)), 0o644)
     return signer
 
 

@@ -7,6 +7,7 @@ names what was expected and what was found. Imports neither torch nor cv2.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Iterator
@@ -312,7 +313,7 @@ def _frames(bundle: Path, view: ChainView) -> list[Check]:
     return checks
 
 
-def _report(bundle: Path, view: ChainView) -> list[Check]:
+def _report(bundle: Path, view: ChainView, key: Ed25519PublicKey) -> list[Check]:
     """Render the report again from the verified records and the bundle's stills: the bytes must
     equal report.pdf, so every hash and fact printed in it is the bundle's."""
     import tempfile
@@ -340,12 +341,23 @@ def _report(bundle: Path, view: ChainView) -> list[Check]:
             render(bundle, records, rec.get("stills", []), rec["chain_head"], again)
         except Exception as exc:
             return [_fail("report.content", f"the report cannot be rendered again from the bundle: {type(exc).__name__}: {exc}")]
-        same = again.read_bytes() == path.read_bytes()
-    return [
+        rendered = again.read_bytes()
+    data = path.read_bytes()
+    unsigned = rec.get("unsigned")
+    same = (
+        data[: len(rendered)] == rendered and hashlib.sha256(rendered).hexdigest() == unsigned["sha256"] if unsigned else data == rendered
+    )
+    checks = [
         _pass("report.content", "report.pdf renders again byte for byte from the signed records: its facts and hashes are the bundle's")
         if same
         else _fail("report.content", "report.pdf differs from the report the signed records give: its text was altered")
     ]
+    if unsigned:
+        from forensic_vsr.audit.pdfsign import check_signature
+
+        ok, reason = check_signature(data, key)
+        checks.append(_pass("report.signature", reason) if ok else _fail("report.signature", reason))
+    return checks
 
 
 def _maps(bundle: Path, step: dict[str, Any]) -> list[Check]:
@@ -440,6 +452,6 @@ def verify_bundle(bundle: Path, key: Ed25519PublicKey, evidence: Path | None = N
         return
     yield from _files(bundle, view)
     yield from _frames(bundle, view)
-    yield from _report(bundle, view)
+    yield from _report(bundle, view, key)
     if evidence is not None:
         yield from _evidence(bundle, view, Path(evidence))
