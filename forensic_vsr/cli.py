@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from forensic_vsr import __version__
 from forensic_vsr.allocator import keep_heap
-from forensic_vsr.errors import FvsrError, UsageError
+from forensic_vsr.errors import FvsrError, OutputError, UsageError
 
 if TYPE_CHECKING:
     from forensic_vsr.enhance import Recipe
@@ -373,6 +373,32 @@ def _cmd_prove(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    """Render a bundle's report again (unsigned) from its verified records, e.g. for a bundle made
+    with --no-report or to compare with the signed report.pdf."""
+    from forensic_vsr.audit.keys import load_public_key
+    from forensic_vsr.audit.verify import read_chain, render_report, verify_bundle
+
+    bundle, out = Path(args.bundle), Path(args.output)
+    key = load_public_key(Path(args.pubkey))
+    failed = [c for c in verify_bundle(bundle, key) if not c.ok and c.name not in ("report.content", "report.signature")]
+    if failed:
+        raise UsageError(f"{bundle} does not verify ({failed[0].name}: {failed[0].reason}); run `fvsr verify` for details")
+    view, _ = read_chain(bundle, key)
+    if view.first("output.write") is None:
+        raise UsageError(f"{bundle} holds a signed refusal and no outputs: there is nothing to report")
+    if out.exists():
+        raise OutputError(f"{out}: already exists; refusing to overwrite")
+    tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
+    try:
+        render_report(bundle, view, tmp)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    print(f"report written: {out} (unsigned; the signed original is {bundle / 'report.pdf'})")
+    return 0
+
+
 def _cmd_verify_proof(args: argparse.Namespace) -> int:
     import json
 
@@ -433,6 +459,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pubkey", help="examiner public key; the chain must verify before a proof is made")
     p.add_argument("-o", "--output", help="proof file (default: stdout)")
     p.set_defaults(func=_cmd_prove)
+
+    p = sub.add_parser("report", help="render a bundle's report again (unsigned) from its verified records")
+    p.add_argument("bundle")
+    p.add_argument("--pubkey", required=True, help="the examiner's public key")
+    p.add_argument("-o", "--output", required=True, help="PDF to write")
+    p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("verify-proof", help="verify a frame proof against the examiner's public key")
     p.add_argument("proof")

@@ -153,3 +153,32 @@ def test_still_out_of_range_is_one_line(tmp_path: Path, carphone: Path, keypair)
     done = run_fvsr("enhance", carphone, "-o", tmp_path / "b", "--key", keypair[0], "--frames", "0:4", "--still", "9", "-q")
     assert done.returncode != 0 and "--still 9" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "b").exists()
+
+
+def test_report_command_rerenders_the_signed_original(carphone_bundle: Path, keypair, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "again.pdf"
+    done = run_fvsr("report", carphone_bundle, "--pubkey", keypair[1], "-o", out)
+    assert done.returncode == 0, done.stderr
+    assert (carphone_bundle / "report.pdf").read_bytes().startswith(out.read_bytes())
+    again = run_fvsr("report", carphone_bundle, "--pubkey", keypair[1], "-o", out)
+    assert again.returncode != 0 and "already exists" in again.stderr
+
+
+def test_report_command_for_a_bundle_made_without_one(tmp_path: Path, carphone: Path, keypair) -> None:  # type: ignore[no-untyped-def]
+    bundle = tmp_path / "b"
+    done = run_fvsr(
+        "enhance", carphone, "-o", bundle, "--key", keypair[0], "--frames", "0:3", "--mode", "investigative", "--no-report", "-q"
+    )
+    assert done.returncode == 0 and not (bundle / "report.pdf").exists()
+    out = tmp_path / "r.pdf"
+    assert run_fvsr("report", bundle, "--pubkey", keypair[1], "-o", out).returncode == 0
+    text = _text(out)
+    assert _bodies(bundle)["evidence.ingest"]["evidence"]["sha256"] in text and "NOT FOR EVIDENTIAL USE" in text
+    other = tmp_path / "other.pub"
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from forensic_vsr.audit.keys import public_pem
+
+    other.write_text(public_pem(Ed25519PrivateKey.generate().public_key()))
+    refused = run_fvsr("report", bundle, "--pubkey", other, "-o", tmp_path / "x.pdf")
+    assert refused.returncode != 0 and "does not verify" in refused.stderr and not (tmp_path / "x.pdf").exists()

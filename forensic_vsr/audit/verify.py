@@ -313,12 +313,31 @@ def _frames(bundle: Path, view: ChainView) -> list[Check]:
     return checks
 
 
+def render_report(bundle: Path, view: ChainView, out: Path) -> dict[str, Any] | None:
+    """Render the (unsigned) report from the verified records and the bundle's stills into `out`.
+    Returns the report.generate record, or None for a bundle run with --no-report (its report is
+    then rendered without stills, at the chain head before run.complete)."""
+    from forensic_vsr.report import render, report_records
+
+    rec = view.first("report.generate")
+    bodies: dict[str, Any] = {}
+    head = None
+    for line, p in zip(view.lines, view.payloads, strict=False):
+        if p is None or p["type"] in ("report.generate", "run.complete", "run.aborted"):
+            break
+        bodies.setdefault(p["type"], p["body"])
+        head = record_digest(line)
+    examiner = next((p["actor"]["name"] for p in view.payloads if p is not None), "")
+    keyid = next((p["actor"]["keyid"] for p in view.payloads if p is not None), "")
+    records = report_records(bodies, examiner, keyid, (rec or {}).get("references", []))
+    render(bundle, records, (rec or {}).get("stills", []), rec["chain_head"] if rec else str(head), out)
+    return rec
+
+
 def _report(bundle: Path, view: ChainView, key: Ed25519PublicKey) -> list[Check]:
     """Render the report again from the verified records and the bundle's stills: the bytes must
     equal report.pdf, so every hash and fact printed in it is the bundle's."""
     import tempfile
-
-    from forensic_vsr.report import render, report_records
 
     rec = view.first("report.generate")
     if rec is None:
@@ -326,19 +345,10 @@ def _report(bundle: Path, view: ChainView, key: Ed25519PublicKey) -> list[Check]
     path = bundle / rec["file"]["name"]
     if not path.is_file():
         return [_fail("report.content", f"{rec['file']['name']} is missing")]
-    bodies: dict[str, Any] = {}
-    for p in view.payloads:
-        if p is not None and p["type"] != "report.generate":
-            bodies.setdefault(p["type"], p["body"])
-        if p is not None and p["type"] == "report.generate":
-            break
-    examiner = next((p["actor"]["name"] for p in view.payloads if p is not None), "")
-    keyid = next((p["actor"]["keyid"] for p in view.payloads if p is not None), "")
-    records = report_records(bodies, examiner, keyid, rec.get("references", []))
     with tempfile.TemporaryDirectory() as tmp:
         again = Path(tmp) / "report.pdf"
         try:
-            render(bundle, records, rec.get("stills", []), rec["chain_head"], again)
+            render_report(bundle, view, again)
         except Exception as exc:
             return [_fail("report.content", f"the report cannot be rendered again from the bundle: {type(exc).__name__}: {exc}")]
         rendered = again.read_bytes()
