@@ -330,12 +330,13 @@ def _cmd_keys_generate(args: argparse.Namespace) -> int:
 def _cmd_verify(args: argparse.Namespace) -> int:
     from forensic_vsr.audit.keys import load_public_key
     from forensic_vsr.audit.verify import read_chain, verify_bundle
+    from forensic_vsr.report import report_checks
 
     key = load_public_key(Path(args.pubkey))
     evidence = Path(args.evidence) if args.evidence else None
     if args.reproduce and evidence is None:
         raise UsageError("--reproduce needs --evidence FILE (the recipe is re-run on it)")
-    checks = list(verify_bundle(Path(args.bundle), key, evidence))
+    checks = list(verify_bundle(Path(args.bundle), key, evidence, extra_checks=[report_checks]))
     if args.reproduce and all(c.ok for c in checks):
         from forensic_vsr.audit.reproduce import reproduce
 
@@ -377,11 +378,12 @@ def _cmd_report(args: argparse.Namespace) -> int:
     """Render a bundle's report again (unsigned) from its verified records, e.g. for a bundle made
     with --no-report or to compare with the signed report.pdf."""
     from forensic_vsr.audit.keys import load_public_key
-    from forensic_vsr.audit.verify import read_chain, render_report, verify_bundle
+    from forensic_vsr.audit.verify import read_chain, verify_bundle
+    from forensic_vsr.report import render_report
 
     bundle, out = Path(args.bundle), Path(args.output)
     key = load_public_key(Path(args.pubkey))
-    failed = [c for c in verify_bundle(bundle, key) if not c.ok and c.name not in ("report.content", "report.signature")]
+    failed = [c for c in verify_bundle(bundle, key) if not c.ok]
     if failed:
         raise UsageError(f"{bundle} does not verify ({failed[0].name}: {failed[0].reason}); run `fvsr verify` for details")
     view, _ = read_chain(bundle, key)

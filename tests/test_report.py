@@ -127,7 +127,9 @@ def test_same_bundle_same_pdf_bytes(tmp_path: Path, carphone: Path, keypair) -> 
 
     out = tmp_path / "b"
     assert run_fvsr("enhance", carphone, "-o", out, "--key", keypair[0], "--frames", "0:6", "--still", "3", "-q").returncode == 0
-    checks = {c.name: c for c in verify_bundle(out, load_public_key(keypair[1]))}
+    from forensic_vsr.report import report_checks
+
+    checks = {c.name: c for c in verify_bundle(out, load_public_key(keypair[1]), extra_checks=[report_checks])}
     assert checks["report.content"].ok, checks["report.content"].reason
     assert any(s["label"] == "requested frame 3" for s in _bodies(out)["report.generate"]["stills"])
 

@@ -7,10 +7,9 @@ names what was expected and what was found. Imports neither torch nor cv2.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,14 @@ class Check:
     name: str
     status: str  # PASS | FAIL | INCOMPLETE
     reason: str
+
+    @classmethod
+    def passed(cls, name: str, reason: str) -> Check:
+        return cls(name, "PASS", reason)
+
+    @classmethod
+    def failed(cls, name: str, reason: str) -> Check:
+        return cls(name, "FAIL", reason)
 
     @property
     def ok(self) -> bool:
@@ -313,63 +320,6 @@ def _frames(bundle: Path, view: ChainView) -> list[Check]:
     return checks
 
 
-def render_report(bundle: Path, view: ChainView, out: Path) -> dict[str, Any] | None:
-    """Render the (unsigned) report from the verified records and the bundle's stills into `out`.
-    Returns the report.generate record, or None for a bundle run with --no-report (its report is
-    then rendered without stills, at the chain head before run.complete)."""
-    from forensic_vsr.report import render, report_records
-
-    rec = view.first("report.generate")
-    bodies: dict[str, Any] = {}
-    head = None
-    for line, p in zip(view.lines, view.payloads, strict=False):
-        if p is None or p["type"] in ("report.generate", "run.complete", "run.aborted"):
-            break
-        bodies.setdefault(p["type"], p["body"])
-        head = record_digest(line)
-    examiner = next((p["actor"]["name"] for p in view.payloads if p is not None), "")
-    keyid = next((p["actor"]["keyid"] for p in view.payloads if p is not None), "")
-    records = report_records(bodies, examiner, keyid, (rec or {}).get("references", []))
-    render(bundle, records, (rec or {}).get("stills", []), rec["chain_head"] if rec else str(head), out)
-    return rec
-
-
-def _report(bundle: Path, view: ChainView, key: Ed25519PublicKey) -> list[Check]:
-    """Render the report again from the verified records and the bundle's stills: the bytes must
-    equal report.pdf, so every hash and fact printed in it is the bundle's."""
-    import tempfile
-
-    rec = view.first("report.generate")
-    if rec is None:
-        return []
-    path = bundle / rec["file"]["name"]
-    if not path.is_file():
-        return [_fail("report.content", f"{rec['file']['name']} is missing")]
-    with tempfile.TemporaryDirectory() as tmp:
-        again = Path(tmp) / "report.pdf"
-        try:
-            render_report(bundle, view, again)
-        except Exception as exc:
-            return [_fail("report.content", f"the report cannot be rendered again from the bundle: {type(exc).__name__}: {exc}")]
-        rendered = again.read_bytes()
-    data = path.read_bytes()
-    unsigned = rec.get("unsigned")
-    same = (
-        data[: len(rendered)] == rendered and hashlib.sha256(rendered).hexdigest() == unsigned["sha256"] if unsigned else data == rendered
-    )
-    checks = [
-        _pass("report.content", "report.pdf renders again byte for byte from the signed records: its facts and hashes are the bundle's")
-        if same
-        else _fail("report.content", "report.pdf differs from the report the signed records give: its text was altered")
-    ]
-    if unsigned:
-        from forensic_vsr.audit.pdfsign import check_signature
-
-        ok, reason = check_signature(data, key)
-        checks.append(_pass("report.signature", reason) if ok else _fail("report.signature", reason))
-    return checks
-
-
 def _maps(bundle: Path, step: dict[str, Any]) -> list[Check]:
     """Every map video signed in step.run decodes to its framehash file, whose Merkle root is
     the signed one; the flagged-regions sidecar is the one the step names."""
@@ -440,8 +390,14 @@ def _evidence(bundle: Path, view: ChainView, evidence: Path) -> list[Check]:
     return checks
 
 
-def verify_bundle(bundle: Path, key: Ed25519PublicKey, evidence: Path | None = None) -> Iterator[Check]:
-    """Every check, in order. The bundle verifies when all of them pass."""
+def verify_bundle(
+    bundle: Path,
+    key: Ed25519PublicKey,
+    evidence: Path | None = None,
+    extra_checks: Sequence[Callable[[Path, ChainView, Ed25519PublicKey], list[Check]]] = (),
+) -> Iterator[Check]:
+    """Every check, in order. The bundle verifies when all of them pass. Higher layers add their
+    own checks through `extra_checks` (the report's: `forensic_vsr.report.report_checks`)."""
     bundle = Path(bundle)
     if not bundle.is_dir():
         yield _fail("bundle", f"{bundle}: not a directory")
@@ -462,6 +418,7 @@ def verify_bundle(bundle: Path, key: Ed25519PublicKey, evidence: Path | None = N
         return
     yield from _files(bundle, view)
     yield from _frames(bundle, view)
-    yield from _report(bundle, view, key)
+    for extra in extra_checks:
+        yield from extra(bundle, view, key)
     if evidence is not None:
         yield from _evidence(bundle, view, Path(evidence))
