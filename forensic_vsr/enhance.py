@@ -405,6 +405,7 @@ def _enhance_frames(
                         break
                     planes = frame_planes(decoded.frame)
                     out_planes = [upscale(i, plane, g) for i, (plane, g) in enumerate(zip(planes, geometry, strict=True))]
+                    map_plane = out_planes[0]  # in the source's component order, like planes[0]
                     if src_fmt in _PACKED_ORDER:
                         out_planes = [_convert_packed(out_planes[0], src_fmt, dst_fmt)]
                     if residuals and consistency["required"] and residuals[-1] > consistency["max_rms_residual"]:
@@ -414,7 +415,7 @@ def _enhance_frames(
                         )
                     encoder.submit(out_planes, decoded.pts)  # hashed, encoded and checked on the worker threads
                     if maps is not None:
-                        mapper.submit(planes[0], out_planes[0], decoded.pts)
+                        mapper.submit(planes[0], map_plane, decoded.pts)
                     written += 1
                     advance()
             encoder.close()
@@ -487,7 +488,7 @@ class _MapsWriter:
         self.exact = ExactMaps(out_h, out_w, scale)
         self.vmax = plane_geometry(src_fmt)[0][2]
         self.threshold = float(rules.get("flag_threshold_levels", DEFAULT_FLAG_THRESHOLD))
-        self.plane = "luma" if src_fmt.startswith(("yuv", "yuvj", "gray", "nv")) else "component 0"
+        self.plane = "luma" if src_fmt.startswith(("yuv", "yuvj", "gray", "nv")) else f"component 0 of {src_fmt}"
         bundle.path("maps").mkdir(exist_ok=True)
         self.writers = {
             name: VideoWriter(

@@ -106,6 +106,10 @@ def test_formats_end_to_end(clip: str, scale: int, model: str, out_fmt: str, syn
     assert ours == ffmpeg_framehash(ffmpeg, out / "output/master.mkv")
     if clip == "vfr":
         assert record(out, "evidence.ingest")["timing"]["vfr"] is True
+    # the maps compare like with like: same component of input and output (an interpolated output
+    # contradicts its input by tens of levels at sharp synthetic edges, not by hundreds)
+    sidecar = json.loads((out / "maps/flagged.json").read_text())
+    assert max(f["r_max"] for f in sidecar["frames"]) < 200 * (4 if "10" in out_fmt else 1)
 
 
 def test_round_trip_mismatch_is_an_error(monkeypatch: pytest.MonkeyPatch, synth, keypair, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
