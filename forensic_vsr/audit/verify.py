@@ -47,12 +47,8 @@ class Check:
         return f"{self.status:<10} {self.name}: {self.reason}"
 
 
-def _pass(name: str, reason: str) -> Check:
-    return Check(name, "PASS", reason)
-
-
-def _fail(name: str, reason: str) -> Check:
-    return Check(name, "FAIL", reason)
+_pass = Check.passed
+_fail = Check.failed
 
 
 @dataclass

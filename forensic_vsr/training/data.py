@@ -8,7 +8,6 @@ their compression artefacts, so the network learns to restore detail, not to cop
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ import cv2
 import numpy as np
 
 from forensic_vsr.errors import UsageError
+from forensic_vsr.media import file_sha256
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 
@@ -28,14 +28,6 @@ class TrainImage:
     name: str  # package/path or dir/file
     sha256: str
     luma: np.ndarray  # float32 (H, W), BT.601 studio range [16, 235] in 0..255 units
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def fetch_deb(source: dict[str, Any], cache: Path) -> Path:
@@ -48,14 +40,14 @@ def fetch_deb(source: dict[str, Any], cache: Path) -> Path:
     if stamp.is_file() and stamp.read_text() == want:
         return root
     debs = sorted(cache.glob(f"{package}_*.deb"))
-    deb = next((d for d in debs if _sha256(d) == want), None)
+    deb = next((d for d in debs if file_sha256(d) == want), None)
     if deb is None:
         if shutil.which("apt-get") is None:
             raise UsageError(f"{package}: apt-get is needed to fetch training data")
         done = subprocess.run(["apt-get", "download", f"{package}={version}"], cwd=cache, capture_output=True, text=True)
         if done.returncode != 0:
             raise UsageError(f"apt-get download {package}={version} failed: {done.stderr.strip().splitlines()[-1:]}")
-        deb = next((d for d in sorted(cache.glob(f"{package}_*.deb")) if _sha256(d) == want), None)
+        deb = next((d for d in sorted(cache.glob(f"{package}_*.deb")) if file_sha256(d) == want), None)
         if deb is None:
             raise UsageError(f"{package}={version}: downloaded .deb does not match the pinned sha256 {want}")
     if root.exists():
@@ -106,7 +98,7 @@ def load(data: dict[str, Any], cache: Path, base: Path, require_train: bool = Tr
             if factor > 1:
                 h, w = bgr.shape[:2]
                 bgr = cv2.resize(bgr, (w // factor, h // factor), interpolation=cv2.INTER_AREA)
-            image = TrainImage(name, _sha256(path), to_luma(bgr).astype(np.float32))
+            image = TrainImage(name, file_sha256(path), to_luma(bgr).astype(np.float32))
             (val if any(fnmatch.fnmatch(name, pat) for pat in held_out) else train).append(image)
     if require_train and not train:
         raise UsageError("no training images left after holding out the validation set")

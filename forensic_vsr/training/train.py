@@ -28,6 +28,7 @@ import torch.nn.functional as F
 
 from forensic_vsr import __version__
 from forensic_vsr.errors import UsageError
+from forensic_vsr.media import file_sha256
 from forensic_vsr.models.arch import build
 from forensic_vsr.progress import progress
 from forensic_vsr.training import data as tdata
@@ -223,7 +224,7 @@ def train(
         return summary
     weights_path = out_dir / f"{model_id}.pth"
     _atomic_torch_save({k: v.detach().clone().contiguous() for k, v in sorted(net.state_dict().items())}, weights_path)
-    weights_sha = tdata._sha256(weights_path)
+    weights_sha = file_sha256(weights_path)
     validation = validate(net, val_images, config)
     card = _card(config, config_path, config_sha, weights_path.name, weights_sha, train_images, val_images, validation, threads)
     _atomic_write(out_dir / f"{model_id}.json", json.dumps(card, indent=2) + "\n")
