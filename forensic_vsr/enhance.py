@@ -25,7 +25,6 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -147,6 +146,8 @@ class Recipe:
     maps: bool = True
     stills: tuple[int, ...] = ()  # extra output frames shown in the report
     report: bool = True
+    tile: int | None = None  # network tile size in input samples; None: from the memory budget, 0: never
+    batch: int | None = None  # frames per network pass; None: 8 on CUDA, 1 on CPU
 
     def to_json(self, model: ResolvedModel | None = None) -> dict[str, Any]:
         op: dict[str, Any] = {"op": "upscale", "model": model.id if model else self.model, "scale": self.scale}
@@ -163,6 +164,8 @@ class Recipe:
             "maps": self.maps,
             "stills": list(self.stills),
             "report": self.report,
+            "tile": self.tile,
+            "batch": self.batch,
         }
 
 
@@ -339,7 +342,6 @@ def _enhance_frames(
         info = reader.info
         src_fmt = info.pix_fmt
         dst_fmt = master_pix_fmt(src_fmt)
-        geometry = plane_geometry(src_fmt)
         out_w, out_h = info.width * recipe.scale, info.height * recipe.scale
         siting = "center" if src_fmt.startswith("yuvj") else "left"
         rate = info.guessed_rate
@@ -348,9 +350,10 @@ def _enhance_frames(
         if label:
             mode_tags["FVSR_LABEL"] = label
         consistency = decision.policy.rules["data_consistency"]
-        project = model.neural and recipe_facts(recipe, model).data_consistency_available
+        project = _luma_model(model) and recipe_facts(recipe, model).data_consistency_available
         residuals: list[float] = []
-        upscale = _plane_upscaler(model, recipe, src_fmt, siting, out_w, out_h, project, residuals)
+        kind = _MultiFrameOperation if _task(model) == "multiframe-sr" else _FrameOperation
+        operation = kind(model, recipe, src_fmt, siting, out_w, out_h, project, residuals)
         master = VideoWriter(
             bundle.path("output/master.mkv"),
             codec="ffv1",
@@ -396,6 +399,24 @@ def _enhance_frames(
 
         encoder = PipelineStage(encode, "encoder")
         written = 0
+
+        def emit(done: list[tuple[Any, list[np.ndarray], list[np.ndarray]]]) -> None:
+            nonlocal written
+            for (index, pts), planes, out_planes in done:
+                map_plane = out_planes[0]  # in the source's component order, like planes[0]
+                if src_fmt in _PACKED_ORDER:
+                    out_planes = [_convert_packed(out_planes[0], src_fmt, dst_fmt)]
+                if residuals and consistency["required"] and residuals[written] > consistency["max_rms_residual"]:
+                    raise IntegrityError(
+                        f"frame {index}: data-consistency RMS residual {residuals[written]:.3f} exceeds the "
+                        f"policy's {consistency['max_rms_residual']}"
+                    )
+                encoder.submit(out_planes, pts)  # hashed, encoded and checked on the worker threads
+                if maps is not None:
+                    mapper.submit(planes[0], map_plane, pts)
+                written += 1
+                advance()
+
         try:
             with progress("enhance", end - start, show_progress) as advance:
                 for decoded in reader.frames():
@@ -403,21 +424,8 @@ def _enhance_frames(
                         continue
                     if decoded.index >= end:
                         break
-                    planes = frame_planes(decoded.frame)
-                    out_planes = [upscale(i, plane, g) for i, (plane, g) in enumerate(zip(planes, geometry, strict=True))]
-                    map_plane = out_planes[0]  # in the source's component order, like planes[0]
-                    if src_fmt in _PACKED_ORDER:
-                        out_planes = [_convert_packed(out_planes[0], src_fmt, dst_fmt)]
-                    if residuals and consistency["required"] and residuals[-1] > consistency["max_rms_residual"]:
-                        raise IntegrityError(
-                            f"frame {decoded.index}: data-consistency RMS residual {residuals[-1]:.3f} exceeds the "
-                            f"policy's {consistency['max_rms_residual']}"
-                        )
-                    encoder.submit(out_planes, decoded.pts)  # hashed, encoded and checked on the worker threads
-                    if maps is not None:
-                        mapper.submit(planes[0], map_plane, decoded.pts)
-                    written += 1
-                    advance()
+                    emit(operation.push((decoded.index, decoded.pts), frame_planes(decoded.frame)))
+                emit(operation.flush())
             encoder.close()
             checker.submit(master.close())
             checker.submit(None)  # flush the decoder
@@ -449,8 +457,8 @@ def _enhance_frames(
         "width_out": out_w,
         "height_out": out_h,
         "chroma_siting_assumed": siting,
-        "luma": model.id if model.neural else None,
-        "planes_classical": "lanczos" if model.neural else model.id,
+        "luma": model.id if _luma_model(model) else None,
+        "planes_classical": ("copy (x1)" if recipe.scale == 1 else "lanczos") if _luma_model(model) else model.id,
         "label": label,
         "data_consistency": None
         if not project
@@ -464,6 +472,8 @@ def _enhance_frames(
             "tolerance": consistency["max_rms_residual"] if consistency["required"] else None,
         },
         "lossless_round_trip": {"frames_decoded_back": check.checked, "all_equal": True},
+        "runner": operation.runner_record(info.height, info.width),
+        "multiframe": operation.multiframe_record(),
         "maps": maps_step,
     }
     return step, _output_framehash(bundle, out_w, out_h)
@@ -595,56 +605,177 @@ class _MapsWriter:
         }
 
 
-def _plane_upscaler(
-    model: ResolvedModel,
-    recipe: Recipe,
-    src_fmt: str,
-    siting: str,
-    out_w: int,
-    out_h: int,
-    project: bool,
-    residuals: list[float],
-) -> Callable[[int, np.ndarray, tuple[int, int, int]], np.ndarray]:
-    """Per-plane operation: the network on luma (plane 0 of planar YUV or gray), projected onto
-    the input's consistent set when `project` (each frame's RMS residual is appended to
-    `residuals`); a classical kernel on every other plane (chroma never goes through a network)."""
-    net = None
-    if model.neural:
-        if src_fmt in _PACKED_ORDER or src_fmt.startswith(("gbr", "bgr", "rgb")):
-            raise UnsupportedFormatError(f"{model.id} works on luma; {src_fmt} evidence has no luma plane")
-        from forensic_vsr.models.runner import PlaneUpscaler, to_samples
+def _task(model: ResolvedModel) -> str:
+    return model.card.data["task"] if model.card is not None else "sr"
 
-        net = PlaneUpscaler(model, recipe.device)
-    kernel = "lanczos" if model.neural else model.id
-    if kernel not in KERNEL_SUPPORT:
-        raise UnsupportedFormatError(f"{model.id}: no classical kernel of that name")
-    projector = Projector(out_h, out_w, recipe.scale) if project else None
 
-    def run(index: int, plane: np.ndarray, geometry: tuple[int, int, int]) -> np.ndarray:
+def _luma_model(model: ResolvedModel) -> bool:
+    """The model itself runs on luma (a network, or multi-frame reconstruction); every other
+    plane goes through a classical kernel."""
+    return model.neural or _task(model) == "multiframe-sr"
+
+
+class _FrameOperation:
+    """The per-frame operation: the network on luma (plane 0 of planar YUV or gray), projected
+    onto the input's consistent set when `project` (each frame's RMS residual is appended to
+    `residuals`); a classical kernel on every other plane (chroma never goes through a network).
+
+    Frames go in with `push` and come out, in order, from `push` and `flush`: the network runs
+    `batch` frames at a time (on CUDA), so outputs may lag inputs by up to a batch."""
+
+    def __init__(
+        self,
+        model: ResolvedModel,
+        recipe: Recipe,
+        src_fmt: str,
+        siting: str,
+        out_w: int,
+        out_h: int,
+        project: bool,
+        residuals: list[float],
+    ) -> None:
+        self.net = None
+        self.model, self.recipe, self.siting = model, recipe, siting
+        self.out_w, self.out_h = out_w, out_h
+        self.residuals = residuals
+        if model.neural:
+            if src_fmt in _PACKED_ORDER or src_fmt.startswith(("gbr", "bgr", "rgb")):
+                raise UnsupportedFormatError(f"{model.id} works on luma; {src_fmt} evidence has no luma plane")
+            from forensic_vsr.models.runner import PlaneUpscaler
+
+            self.net = PlaneUpscaler(model, recipe.device, tile=recipe.tile, batch=recipe.batch)
+        self.kernel = "lanczos" if _luma_model(model) else model.id
+        if self.kernel not in KERNEL_SUPPORT:
+            raise UnsupportedFormatError(f"{model.id}: no classical kernel of that name")
+        self.projector = Projector(out_h, out_w, recipe.scale) if project else None
+        self.geometry = plane_geometry(src_fmt)
+        self.pending: list[tuple[Any, list[np.ndarray]]] = []
+
+    @property
+    def batch(self) -> int:
+        return self.net.batch if self.net is not None else 1
+
+    def runner_record(self, in_h: int, in_w: int) -> dict[str, Any] | None:
+        if self.net is None:
+            return None
+        return {
+            "device": str(self.net.device),
+            "batch": self.net.batch,
+            "tiling": self.net.tiling(in_h, in_w).to_json(),
+            "receptive_radius_margin": self.net.margin,
+        }
+
+    def multiframe_record(self) -> dict[str, Any] | None:
+        return None
+
+    def push(self, key: Any, planes: list[np.ndarray]) -> list[tuple[Any, list[np.ndarray], list[np.ndarray]]]:
+        self.pending.append((key, planes))
+        return self.flush() if len(self.pending) >= self.batch else []
+
+    def flush(self) -> list[tuple[Any, list[np.ndarray], list[np.ndarray]]]:
+        """Run every pending frame; returns (key, input planes, output planes) in order."""
+        pending, self.pending = self.pending, []
+        if not pending:
+            return []
+        lumas = None
+        if self.net is not None:
+            lumas = self.net.predict_many([planes[0] for _, planes in pending], self.geometry[0][2])
+        done = []
+        for i, (key, planes) in enumerate(pending):
+            out = [
+                self._luma(plane, lumas[i]) if lumas is not None and p == 0 else self._classical(plane, self.geometry[p])
+                for p, plane in enumerate(planes)
+            ]
+            done.append((key, planes, out))
+        return done
+
+    def _luma(self, plane: np.ndarray, x_hat: np.ndarray) -> np.ndarray:
+        from forensic_vsr.models.runner import to_samples
+
+        vmax = self.geometry[0][2]
+        if x_hat.shape != (self.out_h, self.out_w):
+            raise IntegrityError(f"{self.model.id} returned {x_hat.shape[1]}x{x_hat.shape[0]}, expected {self.out_w}x{self.out_h}")
+        if self.projector is None:
+            return to_samples(x_hat, vmax, plane.dtype)
+        y = plane.astype(np.float64)
+        target = 0.25 * vmax / 255  # a quarter of an 8-bit level, well inside any sane tolerance
+        out = to_samples(self.projector.project_in_range(x_hat, y, vmax, target), vmax, plane.dtype)
+        self.residuals.append(self.projector.rms_residual(out, y) * 255 / vmax)  # in 8-bit levels whatever the depth
+        return out
+
+    def _classical(self, plane: np.ndarray, geometry: tuple[int, int, int]) -> np.ndarray:
         sx, sy, vmax = geometry
-        if net is not None and index == 0:
-            x_hat = net.predict(plane, vmax)
-            if x_hat.shape != (out_h, out_w):
-                raise IntegrityError(f"{model.id} returned {x_hat.shape[1]}x{x_hat.shape[0]}, expected {out_w}x{out_h}")
-            if projector is None:
-                return to_samples(x_hat, vmax, plane.dtype)
-            y = plane.astype(np.float64)
-            target = 0.25 * vmax / 255  # a quarter of an 8-bit level, well inside any sane tolerance
-            out = to_samples(projector.project_in_range(x_hat, y, vmax, target), vmax, plane.dtype)
-            residuals.append(projector.rms_residual(out, y) * 255 / vmax)  # in 8-bit levels whatever the depth
-            return out
+        if self.recipe.scale == 1:
+            return plane.copy()  # a x1 restoration leaves chroma as it is
         return upscale_plane(
             plane,
-            kind=kernel,
-            scale=recipe.scale,
-            out_width=-(-out_w // sx),
-            out_height=-(-out_h // sy),
+            kind=self.kernel,
+            scale=self.recipe.scale,
+            out_width=-(-self.out_w // sx),
+            out_height=-(-self.out_h // sy),
             subsampling=(sx, sy),
-            siting=siting,
+            siting=self.siting,
             max_value=vmax,
         )  # type: ignore[arg-type]
 
-    return run
+
+class _MultiFrameOperation(_FrameOperation):
+    """Multi-frame SR (forensic_vsr.ops.mfsr): each output frame is reconstructed from the frames
+    within `radius` of it (fewer at the ends of the range), so outputs lag inputs by `radius`
+    frames and at most 2 * radius + 1 decoded frames are held. Every neighbour's registration,
+    and every frame that fell back to single-frame back-projection, is recorded."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        from forensic_vsr.ops.mfsr import MfsrParams
+
+        self.params = MfsrParams.from_card((self.model.architecture or {}).get("params", {}), self.recipe.scale)
+        self.window: list[tuple[Any, list[np.ndarray]]] = []
+        self.position = 0  # index in `window` of the next frame to reconstruct
+        self.per_frame: list[dict[str, Any]] = []
+
+    def multiframe_record(self) -> dict[str, Any] | None:
+        fallbacks = [f["frame"] for f in self.per_frame if f["fallback"]]
+        return {
+            "method": "ECC affine registration + iterative back-projection + exact projection onto the reference frame",
+            "params": dataclasses.asdict(self.params),
+            "frames_single_frame_fallback": fallbacks,
+            "per_frame": self.per_frame,
+        }
+
+    def push(self, key: Any, planes: list[np.ndarray]) -> list[tuple[Any, list[np.ndarray], list[np.ndarray]]]:
+        self.window.append((key, planes))
+        done = []
+        while self.position + self.params.radius < len(self.window):
+            done.append(self._reconstruct(self.position))
+            self.position += 1
+            if self.position > self.params.radius:  # the oldest frame is no one's neighbour now
+                self.window.pop(0)
+                self.position -= 1
+        return done
+
+    def flush(self) -> list[tuple[Any, list[np.ndarray], list[np.ndarray]]]:
+        done = []
+        while self.position < len(self.window):
+            done.append(self._reconstruct(self.position))
+            self.position += 1
+        return done
+
+    def _reconstruct(self, pos: int) -> tuple[Any, list[np.ndarray], list[np.ndarray]]:
+        from forensic_vsr.ops.mfsr import super_resolve
+
+        r = self.params.radius
+        lo, hi = max(0, pos - r), min(len(self.window), pos + r + 1)
+        key, planes = self.window[pos]
+        lumas = [self.window[i][1][0] for i in range(lo, hi)]
+        x_hat, regs = super_resolve(lumas, pos - lo, self.params, self.geometry[0][2])
+        used = sum(reg.ok for reg in regs)
+        registrations = [g.to_json() for g in regs]
+        self.per_frame.append(
+            {"frame": key[0], "neighbours": len(regs), "registered": used, "fallback": used == 0, "registrations": registrations}
+        )
+        out = [self._luma(planes[0], x_hat)] + [self._classical(p, self.geometry[i]) for i, p in enumerate(planes) if i > 0]
+        return key, planes, out
 
 
 def _output_framehash(bundle: _Bundle, width: int, height: int) -> list[bytes]:
@@ -693,7 +824,7 @@ def recipe_facts(recipe: Recipe, model: ResolvedModel) -> RecipeFacts:
     scales = tuple(card.data["scales"]) if card else ((int(arch_scale),) if arch_scale else None)
     return RecipeFacts(
         mode=recipe.mode,
-        operations=("upscale",),
+        operations=("restore",) if model.card is not None and model.card.data["task"] == "restore" else ("upscale",),
         model_id=model.id,
         model_class=model.model_class,
         neural=model.neural,
@@ -706,15 +837,19 @@ def recipe_facts(recipe: Recipe, model: ResolvedModel) -> RecipeFacts:
         precision=recipe.precision,
         maps=recipe.maps,
         report=recipe.report,
-        data_consistency_available=bool(model.neural and card is not None and card.data["degradation"]["operator"] == CONSISTENCY_OPERATOR),
+        data_consistency_available=bool(
+            _luma_model(model) and card is not None and card.data["degradation"]["operator"] == CONSISTENCY_OPERATOR
+        ),
     )
 
 
 def decide_recipe(recipe: Recipe) -> tuple[ResolvedModel, Decision]:
     """Resolve the model and judge the recipe, touching no evidence frame."""
-    if not 2 <= recipe.scale <= 8:
-        raise UsageError(f"--scale {recipe.scale}: must be an integer from 2 to 8")
+    if not 1 <= recipe.scale <= 8:
+        raise UsageError(f"--scale {recipe.scale}: must be an integer from 1 to 8")
     model = resolve(recipe.model, recipe.weights, list(recipe.models_dirs))
+    if recipe.scale == 1 and not (model.card is not None and model.card.data["task"] == "restore"):
+        raise UsageError(f"--scale 1: {model.id} is not a restoration model; upscaling needs --scale 2 to 8")
     return model, decide(recipe_facts(recipe, model), recipe.policy, recipe.override_policy)
 
 
@@ -841,7 +976,7 @@ def _write_report(
         frames[f"requested frame {n}"] = n
     threshold = maps["flagged"]["threshold_levels"] if maps else 8.0
     stills = json.loads(dsse.canonical_json(make_stills(bundle.dir, evidence, frames, start, threshold)))
-    refs = list(model.card.data.get("references", [])) if model.card is not None and model.neural else []
+    refs = list(model.card.data.get("references", [])) if model.card is not None and _luma_model(model) else []
     records = report_records(chain.bodies, examiner.name, chain.signer.keyid, refs)
     head = chain.digests[-1]
     draft = bundle.path(".report-unsigned.pdf")

@@ -190,7 +190,7 @@ def evaluate(policy: Policy, f: RecipeFacts) -> tuple[RuleResult, ...]:
     dc = r["data_consistency"]
     if not dc["required"]:
         add("data_consistency", None, "not required by this policy")
-    elif not f.neural:
+    elif f.model_class == "classical":
         add("data_consistency", None, "classical interpolation: no learned content to project")
     else:
         add(

@@ -112,7 +112,8 @@ def test_frames_out_of_range(outdir: Path, keypair, carphone: Path) -> None:  # 
 
 
 def test_bad_scale_and_model(outdir: Path, keypair, carphone: Path) -> None:  # type: ignore[no-untyped-def]
-    _assert_clean_failure(_enhance(carphone, outdir, keypair[0], "--scale", "9"), outdir, "must be an integer from 2 to 8")
+    _assert_clean_failure(_enhance(carphone, outdir, keypair[0], "--scale", "9"), outdir, "must be an integer from 1 to 8")
+    _assert_clean_failure(_enhance(carphone, outdir, keypair[0], "--scale", "1"), outdir, "lanczos is not a restoration model")
     _assert_clean_failure(_enhance(carphone, outdir, keypair[0], "--model", "magic"), outdir, "no such model card")
 
 

@@ -32,6 +32,8 @@ def _recipe(step: dict[str, Any]):  # type: ignore[no-untyped-def]
         frames=rng,  # type: ignore[arg-type]
         device=params.get("device", "cpu"),
         accept_decode_errors=bool(params.get("accept_decode_errors")),
+        tile=params.get("tile"),
+        batch=params.get("batch"),
     )
 
 

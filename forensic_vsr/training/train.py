@@ -178,6 +178,15 @@ def train(
 
     torch.manual_seed(int(t["seed"]))
     net = build(config["architecture"])
+    gan = config.get("gan")
+    disc = disc_opt = gan_loss = None
+    if gan is not None:
+        from forensic_vsr.training.gan import GanLoss, PatchDiscriminator, load_init
+
+        net.load_state_dict(load_init(config["init"], Path(config_path).resolve().parent), strict=True)
+        disc = PatchDiscriminator(int(gan.get("channels", 32)))
+        disc_opt = torch.optim.Adam(disc.parameters(), lr=float(gan.get("d_lr", 1e-4)), betas=(0.5, 0.999), eps=1e-8)
+        gan_loss = GanLoss(gan)
     optimiser = torch.optim.Adam(net.parameters(), lr=float(t["lr"]), betas=(0.9, 0.999), eps=1e-8)
     step = 0
     if ckpt_path.is_file():
@@ -188,6 +197,9 @@ def train(
             )
         net.load_state_dict(state["model"])
         optimiser.load_state_dict(state["optimiser"])
+        if disc is not None and disc_opt is not None:
+            disc.load_state_dict(state["disc"])
+            disc_opt.load_state_dict(state["disc_optimiser"])
         step = int(state["step"])
     else:
         log_path.unlink(missing_ok=True)
@@ -200,7 +212,16 @@ def train(
             for group in optimiser.param_groups:
                 group["lr"] = learning_rate(config, step)
             x, y = sampler.batch_at(step)
-            loss = F.l1_loss(net(x), y)
+            if disc is None:
+                loss = F.l1_loss(net(x), y)
+            else:
+                assert disc_opt is not None and gan_loss is not None
+                fake = net(x)
+                loss_d = gan_loss.discriminator(disc, y, fake)
+                disc_opt.zero_grad(set_to_none=True)
+                loss_d.backward()
+                disc_opt.step()
+                loss, _ = gan_loss.generator(disc, y, fake)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
@@ -208,16 +229,18 @@ def train(
             running += loss.item()
             advance()
             if step % every == 0 or step == target:
-                entry: dict[str, Any] = {"step": step, "l1": round(running / (every if step % every == 0 else (step % every or every)), 6)}
+                mean = round(running / (every if step % every == 0 else (step % every or every)), 6)
+                entry: dict[str, Any] = {"step": step, "l1" if disc is None else "loss": mean}
                 running = 0.0
                 vevery = int(t.get("validate_every", every))
                 if step % vevery == 0 or step == steps:
                     entry["validation"] = validate(net, val_images, config)
                 log.write(json.dumps(entry) + "\n")
                 log.flush()
-                _atomic_torch_save(
-                    {"model": net.state_dict(), "optimiser": optimiser.state_dict(), "step": step, "config_sha256": config_sha}, ckpt_path
-                )
+                ckpt = {"model": net.state_dict(), "optimiser": optimiser.state_dict(), "step": step, "config_sha256": config_sha}
+                if disc is not None and disc_opt is not None:
+                    ckpt.update(disc=disc.state_dict(), disc_optimiser=disc_opt.state_dict())
+                _atomic_torch_save(ckpt, ckpt_path)
     summary: dict[str, Any] = {"model_id": model_id, "step": step, "steps": steps, "seconds": round(time.perf_counter() - started, 1)}
     if step < steps:
         summary["finished"] = False
@@ -264,6 +287,7 @@ def _card(
             "config": Path(config_path).name,
             "config_sha256": config_sha,
             "loss": template.get("loss", "L1"),
+            **({"init": config["init"]} if "init" in config else {}),
             "seed": int(config["train"]["seed"]),
             "steps": int(config["train"]["steps"]),
             "batch": int(config["train"]["batch"]),
