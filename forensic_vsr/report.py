@@ -258,10 +258,14 @@ def render(bundle: Path, records: dict[str, dict[str, Any]], stills: list[dict[s
     if not evidential:
         s.append(Paragraph(f"{NOT_EVIDENTIAL}: {mode} mode", st["banner"]))
     flagged = (maps or {}).get("flagged", {})
+    n_in = ingest["frames_decoded"]
+    first, last = step["frames"]["start"], step["frames"]["end"] - 1
+    verb = "restored (x1)" if op["scale"] == 1 else f"upscaled x{op['scale']}"
     summary = (
         f"The evidence file <b>{_esc(ev['name'])}</b> ({ev['size']} bytes, sha256 {_short(ev['sha256'])}) was decoded "
-        f"({ingest['frames_decoded']} frames) and output frames {step['frames']['start']} to {step['frames']['end'] - 1} were "
-        f"upscaled x{op['scale']} with <b>{_esc(model['id'])}</b> (class {model['class']}) in <b>{mode}</b> mode, under policy "
+        + ("(a still image: one frame) and it was " if n_in == 1 else f"({n_in} frames) and output frames {first} to {last} were ")
+        + verb
+        + f" with <b>{_esc(model['id'])}</b> (class {model['class']}) in <b>{mode}</b> mode, under policy "
         f"{_esc(decision['policy']['id'])} (sha256 {_short(decision['policy']['sha256'])}), which allowed the recipe. The evidence "
         f"file was unchanged by processing (sha256 identical before and after). Every frame is hashed and the hashes are "
         f"committed in signed Merkle trees."
