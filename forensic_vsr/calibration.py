@@ -52,14 +52,19 @@ class Sample:
     s: np.ndarray
 
 
-def make_sample(hr_y: np.ndarray, scale: int, luma_sr: Callable[[np.ndarray], np.ndarray]) -> Sample:
-    """Degrade a ground-truth luma image with the SR operator, super-resolve it, and compute S and u."""
+ScaleFn = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]  # (x_hat, y, S) -> u, 8-bit levels
+
+
+def make_sample(hr_y: np.ndarray, scale: int, luma_sr: Callable[[np.ndarray], np.ndarray], scale_fn: ScaleFn | None = None) -> Sample:
+    """Degrade a ground-truth luma image with the SR operator, super-resolve it, and compute S
+    and u (the fixed formula, or `scale_fn` such as a learned head)."""
     h, w = (n - n % scale for n in hr_y.shape)
     hr = hr_y[:h, :w].astype(np.float64)
     lr = np.clip(np.rint(downscale(hr, scale)), 0, 255)
     out = luma_sr(lr.astype(np.uint8)).astype(np.float64)
     s, _ = ExactMaps(h, w, scale).compute(lr, out)
-    return Sample(hr, out, interval_scale(out, s), s.astype(np.float64))
+    u = interval_scale(out, s) if scale_fn is None else scale_fn(out, lr, s).astype(np.float64)
+    return Sample(hr, out, u, s.astype(np.float64))
 
 
 def tiles(sample: Sample, size: int, border: int) -> Iterable[tuple[np.ndarray, np.ndarray]]:

@@ -186,6 +186,45 @@ def _luma_sr(model_id: str, scale: int, extra: list[Path], device: str = "cpu") 
     return _projected(PlaneUpscaler(model, device))
 
 
+def _train_head(args: argparse.Namespace, card: Any, run: Callable[[Any], Any], cache: Path) -> tuple[dict[str, Any], Any]:
+    """Train the Laplace scale head on the frozen model, over the *training* images of
+    --head-from (never the calibration set), save it beside the card, and return its card
+    entry and the scale function it gives."""
+    import hashlib
+
+    import torch
+
+    from forensic_vsr.training import data as tdata
+    from forensic_vsr.training.train import load_config
+    from forensic_vsr.uncertainty_head import NAME, LearnedScale, train_head, training_patches
+
+    head_config, head_sha = load_config(Path(args.head_from))
+    train_images, _ = tdata.load(head_config["data"], cache, Path(args.head_from).resolve().parent)
+    feats, errs = training_patches([im.luma for im in train_images], args.scale, run, args.head_patches, 96, args.head_seed)
+    torch.set_num_threads(1)
+    head, history = train_head(feats, errs, steps=args.head_steps, seed=args.head_seed)
+    name = f"{card.id}.uhead-x{args.scale}.pth"
+    path = card.path.parent / name
+    tmp = path.with_name(f".{name}.partial")
+    torch.save({k: v.detach().clone().contiguous() for k, v in sorted(head.state_dict().items())}, tmp)
+    os.replace(tmp, path)
+    entry = {
+        "file": name,
+        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        "architecture": {"name": NAME, "params": {"channels": 16, "layers": 4}},
+        "training": {
+            "loss": "Laplace negative log-likelihood |x - x_hat| / b + log b, model frozen",
+            "config": {"file": Path(args.head_from).name, "sha256": head_sha, "images": "its training images (not data.validation)"},
+            "patches": args.head_patches,
+            "patch_size": 96,
+            "steps": args.head_steps,
+            "seed": args.head_seed,
+            "loss_every_500_steps": history,
+        },
+    }
+    return entry, LearnedScale(entry, card.path.parent, args.scale)
+
+
 def _cmd_calibrate(args: argparse.Namespace) -> int:
     """λ for a model and scale from the held-out images of a training config (never a benchmark),
     written into the model card with the files' sha256."""
@@ -195,6 +234,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     from forensic_vsr.models.registry import registry
     from forensic_vsr.training import data as tdata
     from forensic_vsr.training.train import DEFAULT_CACHE, load_config
+    from forensic_vsr.uncertainty_head import HEAD_FORMULA
 
     config, config_sha = load_config(Path(args.config))
     cache = Path(args.cache) if args.cache else DEFAULT_CACHE
@@ -206,18 +246,23 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     if card is None:
         raise UsageError(f"--model {args.model}: no such model card")
     run = _luma_sr(args.model, args.scale, extra)
-    samples = [make_sample(im.luma, args.scale, run) for im in held_out]
+    head_entry = None
+    scale_fn = None
+    if args.head_from:
+        head_entry, scale_fn = _train_head(args, card, run, cache)
+    samples = [make_sample(im.luma, args.scale, run, scale_fn) for im in held_out]
     try:
         result = calibrate(samples, args.scale, alpha=args.alpha, delta=args.delta, tile=args.tile)
     except ValueError as exc:
         raise UsageError(f"{exc}; use more or larger calibration images, a smaller --tile, or a larger --alpha") from None
     entry = {
         **result,
-        "scale_formula": SCALE_FORMULA,
+        "scale_formula": SCALE_FORMULA if head_entry is None else HEAD_FORMULA,
         "method": "risk-controlling prediction set, Hoeffding bound (Bates et al. 2021; Angelopoulos et al. 2022)",
         "calibration_config": {"file": Path(args.config).name, "sha256": config_sha},
         "calibration_files": tdata.manifest(held_out),
         "output": "data-consistency projected" if card.weights_path else "classical interpolation",
+        **({"head": head_entry} if head_entry else {}),
     }
     data = json.loads(card.path.read_text())
     data.setdefault("uncertainty", {})[f"x{args.scale}"] = entry
@@ -248,6 +293,23 @@ def _cmd_bench_mfsr(args: argparse.Namespace) -> int:
     for name, value in result["psnr_y"].items():  # type: ignore[union-attr]
         print(f"{name:<18} {value:>8.3f}")
     print(f"gain over bicubic: {result['gain_over_bicubic_db']:+.3f} dB; neighbours registered {result['neighbours_registered']}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+def _cmd_bench_deblur(args: argparse.Namespace) -> int:
+    import json
+
+    from forensic_vsr.benchmark import deblur_benchmark, load_images
+
+    result = deblur_benchmark(load_images(Path(args.images)), noise=args.noise, seed=args.seed)
+    print(f"{'psf':<28} {'blurred':>8} {'known':>8} {'estim.':>8}   ({result['images']} images, PSNR-Y dB)")
+    for row in result["results"]:  # type: ignore[attr-defined]
+        p = row["psf"]
+        name = f"motion {p['length']:g}px {p['angle']:g}deg" if p["kind"] == "motion" else f"defocus r={p['radius']:g}px"
+        print(f"{name:<28} {row['blurred_psnr_y']:>8.3f} {row['known_psf_psnr_y']:>8.3f} {row['estimated_psf_psnr_y']:>8.3f}")
+    print(f"mean gain: known PSF {result['mean_gain_known']:+.3f} dB, estimated PSF {result['mean_gain_estimated']:+.3f} dB")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
     return 0
@@ -293,7 +355,12 @@ def _cmd_bench_uncertainty(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.model} has no calibrated intervals for x{args.scale}: run `fvsr calibrate` first")
     run = _luma_sr(args.model, args.scale, extra, args.device)
     images = load_images(Path(args.images))
-    samples = [make_sample(rgb_to_y(img), args.scale, run) for _name, img in images]
+    scale_fn = None
+    if "head" in cal:
+        from forensic_vsr.uncertainty_head import LearnedScale
+
+        scale_fn = LearnedScale(cal["head"], card.path.parent, args.scale)
+    samples = [make_sample(rgb_to_y(img), args.scale, run, scale_fn) for _name, img in images]
     row = {
         "model": args.model,
         "scale": args.scale,
@@ -552,6 +619,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="write the result as JSON")
     p.set_defaults(func=_cmd_bench_mfsr)
 
+    p = bench.add_parser("deblur", help="Wiener deblurring with the true and the blindly estimated PSF over a fixed PSF set")
+    p.add_argument("--images", required=True, help="a folder of sharp images (PNG/JPEG/BMP/TIFF)")
+    p.add_argument("--noise", type=float, default=1.0, help="Gaussian noise std in 8-bit levels (default 1, i.e. 1/255)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", help="write the results as JSON")
+    p.set_defaults(func=_cmd_bench_deblur)
+
     p = bench.add_parser("restore", help="PSNR-Y gain of a x1 restoration model on a real distorted/pristine video pair")
     p.add_argument("--distorted", required=True)
     p.add_argument("--pristine", required=True)
@@ -580,6 +654,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tile", type=int, default=32, help="calibration unit: square tiles of this size (default 32)")
     p.add_argument("--models-dir", action="append", help="an extra directory of model cards (the card found is updated in place)")
     p.add_argument("--cache", help="where fetched training packages are kept (default data/train)")
+    p.add_argument(
+        "--head-from",
+        metavar="TRAIN_CONFIG",
+        help="first train a learned Laplace scale head on the frozen model over this training config's training images, "
+        "saved beside the card, and calibrate its scale (default: the fixed formula)",
+    )
+    p.add_argument("--head-patches", type=int, default=384, help="96x96 training patches for the head (default 384)")
+    p.add_argument("--head-steps", type=int, default=3000, help="head training steps (default 3000)")
+    p.add_argument("--head-seed", type=int, default=1)
     p.set_defaults(func=_cmd_calibrate)
 
     p = sub.add_parser("train", help="train a fidelity model from a config (resumes from its checkpoint)")

@@ -495,6 +495,11 @@ class _MapsWriter:
         # the calibrated layer, where the model's card carries a lambda for this scale
         self.calibration = (model.card.data.get("uncertainty", {}).get(f"x{scale}") if model.card else None) or None
         self.names = self.NAMES + (("interval",) if self.calibration else ())
+        self.head = None
+        if self.calibration and "head" in self.calibration and model.card is not None:
+            from forensic_vsr.uncertainty_head import LearnedScale
+
+            self.head = LearnedScale(self.calibration["head"], model.card.path.parent, scale)
         self.exact = ExactMaps(out_h, out_w, scale)
         self.vmax = plane_geometry(src_fmt)[0][2]
         self.threshold = float(rules.get("flag_threshold_levels", DEFAULT_FLAG_THRESHOLD))
@@ -534,7 +539,9 @@ class _MapsWriter:
         if self.calibration:
             from forensic_vsr.calibration import interval_scale
 
-            layers.append(self.calibration["lambda"] * interval_scale(x_hat.astype(np.float32) * (255.0 / self.vmax), s))
+            x8 = x_hat.astype(np.float32) * (255.0 / self.vmax)
+            u = interval_scale(x8, s) if self.head is None else self.head(x8, y.astype(np.float32) * (255.0 / self.vmax), s)
+            layers.append(self.calibration["lambda"] * u)
         for name, levels in zip(self.names, layers, strict=True):
             self.writers[name].write(frame_from_planes([to_gray16(levels)], "gray16le", s.shape[1], s.shape[0]), pts)
         stats = flagged_regions(s, self.threshold)
@@ -588,7 +595,8 @@ class _MapsWriter:
             "calibration": None
             if not self.calibration
             else {
-                k: self.calibration[k] for k in ("lambda", "alpha", "delta", "tiles", "scale_formula", "method") if k in self.calibration
+                **{k: v for k, v in self.calibration.items() if k in ("lambda", "alpha", "delta", "tiles", "scale_formula", "method")},
+                **({"head_sha256": self.calibration["head"]["sha256"]} if "head" in self.calibration else {}),
             },
             "units": "8-bit levels",
             "storage": f"FFV1 gray16le, sample = round(levels * {self.map_scale}), clipped at 65535",

@@ -4,6 +4,7 @@ end on real files."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -125,6 +126,31 @@ def test_calibrate_and_bench_cli_end_to_end(tmp_path: Path):
         "bench", "uncertainty", "--images", tmp_path / "eval", "--scale", "4", "--model", "tiny-sr", "--models-dir", tmp_path / "m"
     )
     assert missing.returncode != 0 and "fvsr calibrate" in missing.stderr
+
+    # the learned scale head: trained on the frozen model over the *training* config's images,
+    # saved beside the card with its sha256, then calibrated like the fixed formula
+    done = run_fvsr(
+        "calibrate", tmp_path / "cal.json", "--model", "tiny-sr", "--scale", "2", "--models-dir", tmp_path / "m", "--tile", "8",
+        "--head-from", tmp_path / "train.json", "--head-patches", "6", "--head-steps", "10",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    entry = json.loads((tmp_path / "m" / "tiny-sr.json").read_text())["uncertainty"]["x2"]
+    head = tmp_path / "m" / entry["head"]["file"]
+    assert entry["head"]["sha256"] == hashlib.sha256(head.read_bytes()).hexdigest()
+    assert entry["scale_formula"].startswith("u = b(") and entry["head"]["training"]["config"]["file"] == "train.json"
+    bench = run_fvsr(*_bench_args(tmp_path), "--json", out)
+    assert bench.returncode == 0, bench.stderr
+    with_head = json.loads(out.read_text())
+    assert 0 <= with_head["coverage"] <= 1 and with_head["mean_width"] != row["mean_width"]
+    raw = bytearray(head.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF  # a head file that is not the card's
+    head.write_bytes(bytes(raw))
+    tampered = run_fvsr(*_bench_args(tmp_path))
+    assert tampered.returncode != 0 and "sha256 does not match" in tampered.stderr and "Traceback" not in tampered.stderr
+
+
+def _bench_args(tmp_path: Path) -> list[object]:
+    return ["bench", "uncertainty", "--images", tmp_path / "eval", "--scale", "2", "--model", "tiny-sr", "--models-dir", tmp_path / "m"]
 
 
 def test_shipped_cards_carry_calibration():

@@ -1,0 +1,135 @@
+"""A learned scale for the calibrated intervals: a small head trained on the frozen model.
+
+The head sees, at every output pixel, what the pipeline already has (the output x̂, the bicubic
+upscale of the input, the exact synthesized-content map S and |∇x̂|) and predicts the scale b
+of a Laplace distribution of the error, trained by minimising the Laplace negative
+log-likelihood |x - x̂| / b + log b on photographs from the model's *training* sources (never the
+calibration photographs, never a benchmark). The model itself is frozen: the head cannot change
+the output, only the width of its intervals. Calibration then scales b by λ exactly as it does
+the fixed formula (forensic_vsr.calibration), so the guarantee is the same; a better scale only
+makes intervals narrower where the output is reliable and wider where it is not.
+
+The head's weights are a tensor state dict whose sha256 the card records; they are checked
+before use."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from forensic_vsr.errors import IntegrityError, UsageError
+from forensic_vsr.ops.degrade import downscale
+from forensic_vsr.ops.resample import upscale_plane
+from forensic_vsr.uncertainty import ExactMaps
+
+NAME = "fvsr-laplace-scale-head"
+FLOOR = 0.25  # smallest scale, in 8-bit levels
+HEAD_FORMULA = "u = b(x_hat, bicubic(y), S, |grad x_hat|): learned Laplace scale head on the frozen model (8-bit levels)"
+
+
+class ScaleHead(nn.Module):
+    def __init__(self, channels: int = 16, layers: int = 4) -> None:
+        super().__init__()
+        mods: list[nn.Module] = [nn.Conv2d(4, channels, 3, padding=1), nn.ReLU()]
+        for _ in range(layers - 2):
+            mods += [nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU()]
+        mods.append(nn.Conv2d(channels, 1, 3, padding=1))
+        self.body = nn.Sequential(*mods)
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        """(N, 4, H, W) features -> (N, 1, H, W) Laplace scale in 8-bit levels."""
+        return F.softplus(self.body(feats) + 1.0) + FLOOR
+
+
+def features(x_hat: np.ndarray, lr: np.ndarray, s: np.ndarray, scale: int) -> np.ndarray:
+    """(4, H, W) float32 from 8-bit-level inputs: x̂/255, bicubic(y)/255, S/16, |∇x̂|/64."""
+    h, w = x_hat.shape
+    up = upscale_plane(np.clip(np.rint(lr), 0, 255).astype(np.uint8), kind="bicubic", scale=scale, out_width=w, out_height=h)
+    x = x_hat.astype(np.float32)
+    gx = cv2.Sobel(x, cv2.CV_32F, 1, 0, ksize=3, borderType=cv2.BORDER_REFLECT) / 8
+    gy = cv2.Sobel(x, cv2.CV_32F, 0, 1, ksize=3, borderType=cv2.BORDER_REFLECT) / 8
+    grad = np.sqrt(gx * gx + gy * gy)
+    return np.stack([x / 255, up.astype(np.float32) / 255, s.astype(np.float32) / 16, grad / 64]).astype(np.float32)
+
+
+class LearnedScale:
+    """u(x̂, y, S) from a head file, checked against the sha256 its card entry pins."""
+
+    def __init__(self, entry: dict[str, Any], card_dir: Path, scale: int) -> None:
+        path = card_dir / entry["file"]
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            raise UsageError(f"uncertainty head {path}: cannot read ({exc.strerror})") from None
+        if hashlib.sha256(raw).hexdigest() != entry["sha256"]:
+            raise IntegrityError(f"uncertainty head {path.name}: sha256 does not match the card; refusing to use it")
+        params = entry.get("architecture", {}).get("params", {})
+        self.net = ScaleHead(int(params.get("channels", 16)), int(params.get("layers", 4)))
+        self.net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True), strict=True)
+        self.net.eval()
+        self.scale = scale
+
+    def __call__(self, x_hat: np.ndarray, lr: np.ndarray, s: np.ndarray) -> np.ndarray:
+        f = torch.from_numpy(features(x_hat, lr, s, self.scale))[None]
+        with torch.inference_mode():
+            return self.net(f)[0, 0].numpy()
+
+
+def training_patches(
+    lumas: list[np.ndarray], scale: int, luma_sr: Callable[[np.ndarray], np.ndarray], count: int, size: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """`count` random (features, |error|) pairs of size x size output pixels: each patch is
+    degraded by the card operator, super-resolved by the frozen model (projected, as the
+    pipeline stores it), and its S computed exactly."""
+    rng = np.random.default_rng(seed)
+    usable = [im for im in lumas if min(im.shape) >= size]
+    if not usable:
+        raise UsageError(f"no training image is at least {size}x{size}")
+    maps = ExactMaps(size, size, scale)
+    feats, errs = [], []
+    for _ in range(count):
+        im = usable[int(rng.integers(len(usable)))]
+        top, left = int(rng.integers(0, im.shape[0] - size + 1)), int(rng.integers(0, im.shape[1] - size + 1))
+        hr = np.clip(np.rint(im[top : top + size, left : left + size].astype(np.float64)), 0, 255)
+        lr = np.clip(np.rint(downscale(hr, scale)), 0, 255)
+        out = luma_sr(lr.astype(np.uint8)).astype(np.float64)
+        s, _ = maps.compute(lr, out)
+        feats.append(features(out, lr, s, scale))
+        errs.append(np.abs(out - hr).astype(np.float32))
+    return np.stack(feats), np.stack(errs)[:, None]
+
+
+def train_head(
+    feats: np.ndarray, errs: np.ndarray, steps: int = 3000, batch: int = 16, lr: float = 2e-3, seed: int = 0, channels: int = 16
+) -> tuple[ScaleHead, list[float]]:
+    """Minimise the Laplace NLL; deterministic for a seed on one platform and thread count."""
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True)
+    head = ScaleHead(channels)
+    opt = torch.optim.Adam(head.parameters(), lr=lr)
+    rng = np.random.default_rng(seed)
+    f, e = torch.from_numpy(feats), torch.from_numpy(errs)
+    history = []
+    running = 0.0
+    for step in range(steps):
+        idx = torch.from_numpy(rng.integers(0, len(f), batch))
+        b = head(f[idx])
+        loss = (e[idx] / b + torch.log(b)).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        for group in opt.param_groups:
+            group["lr"] = lr * 0.5 * (1 + np.cos(np.pi * (step + 1) / steps))
+        running += loss.item()
+        if (step + 1) % 500 == 0:
+            history.append(round(running / 500, 5))
+            running = 0.0
+    return head.eval(), history
