@@ -74,7 +74,19 @@ def _recipe(args: argparse.Namespace, frames: tuple[int, int] | None = None) -> 
         report=not getattr(args, "no_report", False),
         tile=getattr(args, "tile", None),
         batch=getattr(args, "batch", None),
+        psf=getattr(args, "psf", None),
+        roi=_roi(getattr(args, "roi", None)),
     )
+
+
+def _roi(text: str | None) -> tuple[int, int, int, int] | None:
+    if text is None:
+        return None
+    try:
+        x, y, w, h = (int(v) for v in text.split(","))
+    except ValueError:
+        raise UsageError(f"--roi {text}: expected X,Y,W,H in pixels") from None
+    return x, y, w, h
 
 
 def _cmd_policy_explain(args: argparse.Namespace) -> int:
@@ -414,6 +426,11 @@ def _add_recipe_args(p: argparse.ArgumentParser) -> None:
         "default: tile only frames over a 1 GiB activation budget; 0: never tile",
     )
     p.add_argument("--batch", type=int, help="frames per network pass (default 8 on CUDA, 1 on CPU)")
+    p.add_argument(
+        "--psf",
+        help="--model deblur: motion:LENGTH,ANGLE (px, degrees), defocus:RADIUS (px) or a PSF image; default: estimated blindly",
+    )
+    p.add_argument("--roi", help="--model deblur: X,Y,W,H region to estimate the PSF on and restore (default: the whole frame)")
     p.add_argument("--policy", help="a policy file of your own (validated against policies/schema.json)")
     p.add_argument(
         "--override-policy", metavar="REASON", help="accept an evidential --policy weaker than the built-in one; the reason is recorded"

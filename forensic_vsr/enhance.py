@@ -148,6 +148,8 @@ class Recipe:
     report: bool = True
     tile: int | None = None  # network tile size in input samples; None: from the memory budget, 0: never
     batch: int | None = None  # frames per network pass; None: 8 on CUDA, 1 on CPU
+    psf: str | None = None  # deblur: "motion:LENGTH,ANGLE", "defocus:RADIUS", a PSF image; None: estimate
+    roi: tuple[int, int, int, int] | None = None  # deblur: x, y, width, height of the region to restore
 
     def to_json(self, model: ResolvedModel | None = None) -> dict[str, Any]:
         op: dict[str, Any] = {"op": "upscale", "model": model.id if model else self.model, "scale": self.scale}
@@ -166,6 +168,7 @@ class Recipe:
             "report": self.report,
             "tile": self.tile,
             "batch": self.batch,
+            **({"psf": self.psf, "roi": list(self.roi) if self.roi else None} if self.psf or self.roi else {}),
         }
 
 
@@ -352,7 +355,7 @@ def _enhance_frames(
         consistency = decision.policy.rules["data_consistency"]
         project = _luma_model(model) and recipe_facts(recipe, model).data_consistency_available
         residuals: list[float] = []
-        kind = _MultiFrameOperation if _task(model) == "multiframe-sr" else _FrameOperation
+        kind = {"multiframe-sr": _MultiFrameOperation, "deblur": _DeblurOperation}.get(_task(model), _FrameOperation)
         operation = kind(model, recipe, src_fmt, siting, out_w, out_h, project, residuals)
         master = VideoWriter(
             bundle.path("output/master.mkv"),
@@ -474,6 +477,7 @@ def _enhance_frames(
         "lossless_round_trip": {"frames_decoded_back": check.checked, "all_equal": True},
         "runner": operation.runner_record(info.height, info.width),
         "multiframe": operation.multiframe_record(),
+        "deblur": operation.deblur_record(),
         "maps": maps_step,
     }
     return step, _output_framehash(bundle, out_w, out_h)
@@ -652,7 +656,7 @@ class _FrameOperation:
             from forensic_vsr.models.runner import PlaneUpscaler
 
             self.net = PlaneUpscaler(model, recipe.device, tile=recipe.tile, batch=recipe.batch)
-        self.kernel = "lanczos" if _luma_model(model) else model.id
+        self.kernel = "lanczos" if _luma_model(model) or recipe.scale == 1 else model.id
         if self.kernel not in KERNEL_SUPPORT:
             raise UnsupportedFormatError(f"{model.id}: no classical kernel of that name")
         self.projector = Projector(out_h, out_w, recipe.scale) if project else None
@@ -674,6 +678,9 @@ class _FrameOperation:
         }
 
     def multiframe_record(self) -> dict[str, Any] | None:
+        return None
+
+    def deblur_record(self) -> dict[str, Any] | None:
         return None
 
     def push(self, key: Any, planes: list[np.ndarray]) -> list[tuple[Any, list[np.ndarray], list[np.ndarray]]]:
@@ -786,6 +793,71 @@ class _MultiFrameOperation(_FrameOperation):
         return key, planes, out
 
 
+class _DeblurOperation(_FrameOperation):
+    """Deconvolution of luma (forensic_vsr.ops.deblur) with the recipe's PSF, or one estimated
+    blindly from the first frame (its region of interest where given) and then held for every
+    frame, so all frames get the same, recorded operator. With --roi only that region changes."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        from forensic_vsr.ops.deblur import parse_psf
+
+        self.psf = parse_psf(self.recipe.psf) if self.recipe.psf else None
+        self.estimate: dict[str, Any] | None = None
+        self.lam: float | None = None
+        self.noise: float | None = None
+        self.ringing: list[float] = []
+        self.forward: list[float] = []
+
+    def deblur_record(self) -> dict[str, Any] | None:
+        return {
+            "psf": None if self.psf is None else self.psf.to_json(),
+            "psf_source": "recipe" if self.recipe.psf else "estimated blindly from the cepstrum of the first frame",
+            "estimate": self.estimate,
+            "roi": list(self.recipe.roi) if self.recipe.roi else None,
+            "method": "Wiener deconvolution, gradient regulariser",
+            "lambda": self.lam,
+            "noise_sigma_levels_first_frame": self.noise,
+            "ringing_rms_levels_per_frame": [round(r, 4) for r in self.ringing],
+            "forward_residual_rms_levels_per_frame": [round(r, 4) for r in self.forward],
+            "units": "8-bit levels",
+        }
+
+    def _region(self, plane: np.ndarray) -> tuple[slice, slice]:
+        if self.recipe.roi is None:
+            return slice(None), slice(None)
+        x, y, w, h = self.recipe.roi
+        if x < 0 or y < 0 or w < 16 or h < 16 or x + w > plane.shape[1] or y + h > plane.shape[0]:
+            raise UsageError(f"--roi {x},{y},{w},{h}: must lie inside the {plane.shape[1]}x{plane.shape[0]} frame and be at least 16x16")
+        return slice(y, y + h), slice(x, x + w)
+
+    def flush(self) -> list[tuple[Any, list[np.ndarray], list[np.ndarray]]]:
+        from forensic_vsr.ops.deblur import blur, default_lambda, estimate_psf, noise_sigma, ringing, wiener
+
+        pending, self.pending = self.pending, []
+        done = []
+        vmax = self.geometry[0][2]
+        for key, planes in pending:
+            luma = planes[0]
+            region = self._region(luma)
+            y = luma[region].astype(np.float64) * (255.0 / vmax)
+            if self.psf is None:
+                est = estimate_psf(y)
+                self.psf, self.estimate = est.psf, est.to_json()
+            if self.lam is None:
+                self.noise = round(noise_sigma(y), 4)
+                self.lam = float(default_lambda(y))
+            x = wiener(y, self.psf, self.lam)
+            self.ringing.append(ringing(y, x))
+            x8 = np.clip(np.rint(x), 0, 255)
+            d = blur(x8, self.psf) - y
+            self.forward.append(float(np.sqrt(np.mean(d * d))))
+            out_luma = luma.copy()
+            out_luma[region] = np.clip(np.rint(x * (vmax / 255.0)), 0, vmax).astype(luma.dtype)
+            done.append((key, planes, [out_luma] + [p.copy() for p in planes[1:]]))
+        return done
+
+
 def _output_framehash(bundle: _Bundle, width: int, height: int) -> list[bytes]:
     """output.framehash from the master's stored timestamps (read by demuxing) and the frame
     hashes proven by the round trip; `fvsr verify` re-derives it by decoding the file."""
@@ -832,7 +904,7 @@ def recipe_facts(recipe: Recipe, model: ResolvedModel) -> RecipeFacts:
     scales = tuple(card.data["scales"]) if card else ((int(arch_scale),) if arch_scale else None)
     return RecipeFacts(
         mode=recipe.mode,
-        operations=("restore",) if model.card is not None and model.card.data["task"] == "restore" else ("upscale",),
+        operations=(_task(model),) if _task(model) in ("restore", "deblur") else ("upscale",),
         model_id=model.id,
         model_class=model.model_class,
         neural=model.neural,
@@ -856,8 +928,17 @@ def decide_recipe(recipe: Recipe) -> tuple[ResolvedModel, Decision]:
     if not 1 <= recipe.scale <= 8:
         raise UsageError(f"--scale {recipe.scale}: must be an integer from 1 to 8")
     model = resolve(recipe.model, recipe.weights, list(recipe.models_dirs))
-    if recipe.scale == 1 and not (model.card is not None and model.card.data["task"] == "restore"):
+    x1 = model.card is not None and model.card.data["task"] in ("restore", "deblur")
+    if recipe.scale == 1 and not x1:
         raise UsageError(f"--scale 1: {model.id} is not a restoration model; upscaling needs --scale 2 to 8")
+    if x1 and recipe.scale != 1:
+        raise UsageError(f"--scale {recipe.scale}: {model.id} works at --scale 1 (it does not change the frame size)")
+    if (recipe.psf or recipe.roi) and _task(model) != "deblur":
+        raise UsageError("--psf and --roi apply to --model deblur only")
+    if _task(model) == "deblur" and recipe.psf:
+        from forensic_vsr.ops.deblur import parse_psf
+
+        parse_psf(recipe.psf)  # a bad PSF fails here, before any file is written
     return model, decide(recipe_facts(recipe, model), recipe.policy, recipe.override_policy)
 
 
@@ -984,7 +1065,7 @@ def _write_report(
         frames[f"requested frame {n}"] = n
     threshold = maps["flagged"]["threshold_levels"] if maps else 8.0
     stills = json.loads(dsse.canonical_json(make_stills(bundle.dir, evidence, frames, start, threshold)))
-    refs = list(model.card.data.get("references", [])) if model.card is not None and _luma_model(model) else []
+    refs = list(model.card.data.get("references", [])) if model.card is not None and (_luma_model(model) or recipe.scale == 1) else []
     records = report_records(chain.bodies, examiner.name, chain.signer.keyid, refs)
     head = chain.digests[-1]
     draft = bundle.path(".report-unsigned.pdf")

@@ -89,3 +89,57 @@ def test_bench_deblur_json(tmp_path: Path, sharp: np.ndarray) -> None:
     assert {"psf", "blurred_psnr_y", "known_psf_psnr_y", "estimated_psf_psnr_y"} <= set(row)
     assert row["psf"] == {"kind": "motion", "length": 9.0, "angle": 0.0, "size": [11, 11]}
     assert result["mean_gain_known"] > 2.0 and isinstance(result["mean_gain_estimated"], float)
+
+
+@pytest.fixture(scope="module")
+def blurred_clip(tmp_path_factory: pytest.TempPathFactory, carphone: Path) -> Path:
+    """carphone with a known 9 px horizontal motion blur on luma (and 1 level of noise), FFV1."""
+    from fractions import Fraction
+
+    from forensic_vsr.media import VideoWriter, frame_from_planes
+
+    out = tmp_path_factory.mktemp("blur") / "blurred.mkv"
+    psf = motion_psf(9, 0)
+    rng = np.random.default_rng(1)
+    writer = VideoWriter(
+        out, codec="ffv1", pix_fmt="yuv420p", width=176, height=144, time_base=Fraction(1, 25), rate=Fraction(25), options={}
+    )
+    with VideoReader(carphone) as reader:
+        for decoded in reader.frames():
+            if decoded.index >= 4:
+                break
+            y, u, v = frame_planes(decoded.frame)
+            yb = np.clip(np.rint(blur(y.astype(np.float64), psf) + rng.normal(0, 1, y.shape)), 0, 255).astype(np.uint8)
+            writer.write(frame_from_planes([yb, u, v], "yuv420p", 176, 144), decoded.index)
+    writer.close()
+    return out
+
+
+def test_deblur_runs_in_evidential_mode_with_a_blind_estimate(tmp_path: Path, blurred_clip: Path, keypair) -> None:  # type: ignore[no-untyped-def]
+    from tests.test_enhance import record
+
+    bundle = tmp_path / "b"
+    run_fvsr("enhance", blurred_clip, "-o", bundle, "--key", keypair[0], "--model", "deblur", "--scale", "1", "-q", check=True)
+    step = record(bundle, "step.run")["predicate"]["runDetails"]["byproducts"][0]["annotations"]
+    d = step["deblur"]
+    assert d["psf"]["kind"] == "motion" and abs(d["psf"]["length"] - 9) <= 1 and d["psf"]["angle"] in (0.0, 1.0, 179.0)
+    assert d["psf_source"].startswith("estimated") and d["estimate"]["candidates"]
+    assert len(d["ringing_rms_levels_per_frame"]) == len(d["forward_residual_rms_levels_per_frame"]) == 4
+    assert 0.5 < d["noise_sigma_levels_first_frame"] < 3
+    assert record(bundle, "policy.decision")["recipe"]["operations"][0]["op"] in ("upscale", "deblur")
+    assert run_fvsr("verify", bundle, "--pubkey", keypair[1]).returncode == 0
+    # a given PSF and a region of interest: only the region changes
+    roi = tmp_path / "roi"
+    run_fvsr(
+        "enhance", blurred_clip, "-o", roi, "--key", keypair[0], "--model", "deblur", "--scale", "1",
+        "--psf", "motion:9,0", "--roi", "40,30,96,80", "--mode", "investigative", "--no-report", "-q", check=True,
+    )  # fmt: skip
+    with VideoReader(blurred_clip) as a, VideoReader(roi / "output" / "master.mkv") as b:
+        ya = frame_planes(next(iter(a.frames())).frame)[0]
+        yb = frame_planes(next(iter(b.frames())).frame)[0]
+    changed = ya != yb
+    assert changed[30:110, 40:136].any() and not changed[:30].any() and not changed[:, :40].any() and not changed[110:].any()
+    for bad, msg in ((["--psf", "motion:nine"], "--psf"), (["--roi", "1,2,3"], "--roi"), (["--scale", "2"], "--scale 1")):
+        proc = run_fvsr("enhance", blurred_clip, "-o", tmp_path / "bad", "--key", keypair[0], "--model", "deblur", "--scale", "1", *bad)
+        assert proc.returncode != 0 and msg in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+        assert not (tmp_path / "bad").exists()

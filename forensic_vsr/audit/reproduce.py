@@ -34,6 +34,8 @@ def _recipe(step: dict[str, Any]):  # type: ignore[no-untyped-def]
         accept_decode_errors=bool(params.get("accept_decode_errors")),
         tile=params.get("tile"),
         batch=params.get("batch"),
+        psf=params.get("psf"),
+        roi=tuple(params["roi"]) if params.get("roi") else None,  # type: ignore[arg-type]
     )
 
 

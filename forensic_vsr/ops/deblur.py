@@ -92,6 +92,22 @@ def image_psf(path: Path) -> Psf:
     return Psf("image", {"file": Path(path).name}, k / k.sum())
 
 
+def parse_psf(spec: str) -> Psf:
+    """`motion:LENGTH,ANGLE` (pixels, degrees), `defocus:RADIUS` (pixels) or a PSF image file."""
+    kind, _, rest = spec.partition(":")
+    try:
+        if kind == "motion":
+            length, angle = (float(v) for v in rest.split(","))
+            return motion_psf(length, angle)
+        if kind == "defocus":
+            return defocus_psf(float(rest))
+    except ValueError:
+        raise UsageError(f"--psf {spec}: expected motion:LENGTH,ANGLE or defocus:RADIUS") from None
+    if Path(spec).is_file():
+        return image_psf(Path(spec))
+    raise UsageError(f"--psf {spec}: expected motion:LENGTH,ANGLE, defocus:RADIUS or a PSF image file")
+
+
 def blur(x: np.ndarray, psf: Psf) -> np.ndarray:
     """k * x with mirrored borders (the forward model; for benchmarks and data consistency)."""
     return cv2.filter2D(x.astype(np.float64), -1, psf.kernel[::-1, ::-1], borderType=cv2.BORDER_REFLECT)
