@@ -355,7 +355,12 @@ def _enhance_frames(
         consistency = decision.policy.rules["data_consistency"]
         project = _luma_model(model) and recipe_facts(recipe, model).data_consistency_available
         residuals: list[float] = []
-        kind = {"multiframe-sr": _MultiFrameOperation, "deblur": _DeblurOperation}.get(_task(model), _FrameOperation)
+        kind = {
+            "multiframe-sr": _MultiFrameOperation,
+            "deblur": _DeblurOperation,
+            "stabilise": _StabiliseOperation,
+            "integrate": _IntegrateOperation,
+        }.get(_task(model), _FrameOperation)
         operation = kind(model, recipe, src_fmt, siting, out_w, out_h, project, residuals)
         master = VideoWriter(
             bundle.path("output/master.mkv"),
@@ -383,7 +388,17 @@ def _enhance_frames(
         )
         checks: list[RoundTripCheck] = []
         checker = PipelineStage(lambda packets: checks[0].feed(packets), "round-trip")
-        maps = _MapsWriter(bundle, out_w, out_h, recipe.scale, info, src_fmt, decision.policy.rules, model) if recipe.maps else None
+        maps = (
+            _MapsWriter(bundle, out_w, out_h, recipe.scale, info, src_fmt, decision.policy.rules, model, operation.extra_map_names)
+            if recipe.maps
+            else None
+        )
+        vmax = plane_geometry(src_fmt)[0][2]
+        warp = None
+        if operation.temporal:
+            from forensic_vsr.ops.temporal import WarpError
+
+            warp = WarpError("output" if _task(model) == "stabilise" else "input")
         mapper = PipelineStage(maps.add if maps else lambda *_: None, "maps")
 
         def encode(out_planes: list[np.ndarray], pts: int) -> None:
@@ -416,7 +431,13 @@ def _enhance_frames(
                     )
                 encoder.submit(out_planes, pts)  # hashed, encoded and checked on the worker threads
                 if maps is not None:
-                    mapper.submit(planes[0], map_plane, pts)
+                    mapper.submit(planes[0], map_plane, pts, operation.extras((index, pts)))
+                if warp is not None:
+                    warp.add(
+                        planes[0] if planes[0].ndim == 2 else planes[0][..., 0],
+                        map_plane if map_plane.ndim == 2 else map_plane[..., 0],
+                        vmax,
+                    )
                 written += 1
                 advance()
 
@@ -478,6 +499,8 @@ def _enhance_frames(
         "runner": operation.runner_record(info.height, info.width),
         "multiframe": operation.multiframe_record(),
         "deblur": operation.deblur_record(),
+        "temporal": operation.temporal_record(),
+        "temporal_consistency": warp.result() if warp is not None else None,
         "maps": maps_step,
     }
     return step, _output_framehash(bundle, out_w, out_h)
@@ -491,14 +514,23 @@ class _MapsWriter:
     NAMES = ("synthesized", "contradiction")
 
     def __init__(
-        self, bundle: _Bundle, out_w: int, out_h: int, scale: int, info: Any, src_fmt: str, rules: dict[str, Any], model: ResolvedModel
+        self,
+        bundle: _Bundle,
+        out_w: int,
+        out_h: int,
+        scale: int,
+        info: Any,
+        src_fmt: str,
+        rules: dict[str, Any],
+        model: ResolvedModel,
+        extra: tuple[str, ...] = (),
     ) -> None:
         from forensic_vsr.uncertainty import DEFAULT_FLAG_THRESHOLD, MAP_SCALE, ExactMaps
 
         self.bundle = bundle
         # the calibrated layer, where the model's card carries a lambda for this scale
         self.calibration = (model.card.data.get("uncertainty", {}).get(f"x{scale}") if model.card else None) or None
-        self.names = self.NAMES + (("interval",) if self.calibration else ())
+        self.names = self.NAMES + (("interval",) if self.calibration else ()) + extra
         self.head = None
         if self.calibration and "head" in self.calibration and model.card is not None:
             from forensic_vsr.uncertainty_head import LearnedScale
@@ -533,7 +565,7 @@ class _MapsWriter:
         self.sum_fraction = 0.0
         self.worst_frame: int | None = None
 
-    def add(self, y: np.ndarray, x_hat: np.ndarray, pts: int) -> None:
+    def add(self, y: np.ndarray, x_hat: np.ndarray, pts: int, extra: dict[str, np.ndarray] | None = None) -> None:
         from forensic_vsr.uncertainty import flagged_regions, to_gray16
 
         if y.ndim == 3:
@@ -546,6 +578,7 @@ class _MapsWriter:
             x8 = x_hat.astype(np.float32) * (255.0 / self.vmax)
             u = interval_scale(x8, s) if self.head is None else self.head(x8, y.astype(np.float32) * (255.0 / self.vmax), s)
             layers.append(self.calibration["lambda"] * u)
+        layers += [(extra or {})[name] for name in self.names[len(layers) :]]
         for name, levels in zip(self.names, layers, strict=True):
             self.writers[name].write(frame_from_planes([to_gray16(levels)], "gray16le", s.shape[1], s.shape[0]), pts)
         stats = flagged_regions(s, self.threshold)
@@ -595,6 +628,8 @@ class _MapsWriter:
                 "synthesized": "|(I - A_pinv A) x_hat|",
                 "contradiction": "|A_pinv (y - A x_hat)|",
                 **({"interval": "calibrated interval half-width lambda * u"} if self.calibration else {}),
+                **({"count": "frames that contributed to each pixel (unit: frames, not levels)"} if "count" in self.names else {}),
+                **({"spread": "standard deviation of the contributing frames at each pixel"} if "spread" in self.names else {}),
             },
             "calibration": None
             if not self.calibration
@@ -615,6 +650,9 @@ class _MapsWriter:
                 "most_flagged_frame": self.worst_frame,
             },
         }
+
+
+X1_TASKS = ("restore", "deblur", "stabilise", "integrate")  # operations that keep the frame size
 
 
 def _task(model: ResolvedModel) -> str:
@@ -677,10 +715,20 @@ class _FrameOperation:
             "receptive_radius_margin": self.net.margin,
         }
 
+    temporal = False  # E_warp is measured for operations that act over time or per frame without a model
+    extra_map_names: tuple[str, ...] = ()
+
     def multiframe_record(self) -> dict[str, Any] | None:
         return None
 
     def deblur_record(self) -> dict[str, Any] | None:
+        return None
+
+    def temporal_record(self) -> dict[str, Any] | None:
+        return None
+
+    def extras(self, key: Any) -> dict[str, np.ndarray] | None:
+        """Extra per-frame maps (8-bit-level units) for the frame `key`, in extra_map_names order."""
         return None
 
     def push(self, key: Any, planes: list[np.ndarray]) -> list[tuple[Any, list[np.ndarray], list[np.ndarray]]]:
@@ -734,37 +782,26 @@ class _FrameOperation:
         )  # type: ignore[arg-type]
 
 
-class _MultiFrameOperation(_FrameOperation):
-    """Multi-frame SR (forensic_vsr.ops.mfsr): each output frame is reconstructed from the frames
-    within `radius` of it (fewer at the ends of the range), so outputs lag inputs by `radius`
-    frames and at most 2 * radius + 1 decoded frames are held. Every neighbour's registration,
-    and every frame that fell back to single-frame back-projection, is recorded."""
+class _WindowOperation(_FrameOperation):
+    """An operation whose output frame t needs the input frames within `radius` of t (fewer at
+    the ends of the range): outputs lag inputs by `radius` frames and at most 2 * radius + 1
+    decoded frames are held."""
+
+    radius = 0
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
-        from forensic_vsr.ops.mfsr import MfsrParams
-
-        self.params = MfsrParams.from_card((self.model.architecture or {}).get("params", {}), self.recipe.scale)
         self.window: list[tuple[Any, list[np.ndarray]]] = []
         self.position = 0  # index in `window` of the next frame to reconstruct
         self.per_frame: list[dict[str, Any]] = []
 
-    def multiframe_record(self) -> dict[str, Any] | None:
-        fallbacks = [f["frame"] for f in self.per_frame if f["fallback"]]
-        return {
-            "method": "ECC affine registration + iterative back-projection + exact projection onto the reference frame",
-            "params": dataclasses.asdict(self.params),
-            "frames_single_frame_fallback": fallbacks,
-            "per_frame": self.per_frame,
-        }
-
     def push(self, key: Any, planes: list[np.ndarray]) -> list[tuple[Any, list[np.ndarray], list[np.ndarray]]]:
         self.window.append((key, planes))
         done = []
-        while self.position + self.params.radius < len(self.window):
+        while self.position + self.radius < len(self.window):
             done.append(self._reconstruct(self.position))
             self.position += 1
-            if self.position > self.params.radius:  # the oldest frame is no one's neighbour now
+            if self.position > self.radius:  # the oldest frame is no one's neighbour now
                 self.window.pop(0)
                 self.position -= 1
         return done
@@ -776,14 +813,42 @@ class _MultiFrameOperation(_FrameOperation):
             self.position += 1
         return done
 
+    def _neighbourhood(self, pos: int) -> tuple[int, list[np.ndarray]]:
+        lo, hi = max(0, pos - self.radius), min(len(self.window), pos + self.radius + 1)
+        return pos - lo, [self.window[i][1][0] for i in range(lo, hi)]
+
+    def _reconstruct(self, pos: int) -> tuple[Any, list[np.ndarray], list[np.ndarray]]:
+        raise NotImplementedError
+
+
+class _MultiFrameOperation(_WindowOperation):
+    """Multi-frame SR (forensic_vsr.ops.mfsr): every neighbour's registration, and every frame
+    that fell back to single-frame back-projection, is recorded."""
+
+    temporal = True
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        from forensic_vsr.ops.mfsr import MfsrParams
+
+        self.params = MfsrParams.from_card((self.model.architecture or {}).get("params", {}), self.recipe.scale)
+        self.radius = self.params.radius
+
+    def multiframe_record(self) -> dict[str, Any] | None:
+        fallbacks = [f["frame"] for f in self.per_frame if f["fallback"]]
+        return {
+            "method": "ECC registration (translation or affine) + iterative back-projection + exact projection onto the reference frame",
+            "params": dataclasses.asdict(self.params),
+            "frames_single_frame_fallback": fallbacks,
+            "per_frame": self.per_frame,
+        }
+
     def _reconstruct(self, pos: int) -> tuple[Any, list[np.ndarray], list[np.ndarray]]:
         from forensic_vsr.ops.mfsr import super_resolve
 
-        r = self.params.radius
-        lo, hi = max(0, pos - r), min(len(self.window), pos + r + 1)
         key, planes = self.window[pos]
-        lumas = [self.window[i][1][0] for i in range(lo, hi)]
-        x_hat, regs = super_resolve(lumas, pos - lo, self.params, self.geometry[0][2])
+        ref, lumas = self._neighbourhood(pos)
+        x_hat, regs = super_resolve(lumas, ref, self.params, self.geometry[0][2])
         used = sum(reg.ok for reg in regs)
         registrations = [g.to_json() for g in regs]
         self.per_frame.append(
@@ -793,10 +858,117 @@ class _MultiFrameOperation(_FrameOperation):
         return key, planes, out
 
 
+class _StabiliseOperation(_FrameOperation):
+    """Every frame registered to the first frame of the range and warped onto it (all planes,
+    uncovered area black); per-frame motion, correlation and coverage recorded. A frame whose
+    registration fails is passed through unchanged and listed."""
+
+    temporal = True
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        p = (self.model.architecture or {}).get("params", {})
+        self.ecc_threshold = float(p.get("ecc_threshold", 0.9))
+        self.motion = str(p.get("motion", "translation"))
+        self.reference: np.ndarray | None = None
+        self.per_frame: list[dict[str, Any]] = []
+
+    def temporal_record(self) -> dict[str, Any] | None:
+        return {
+            "operation": "stabilise",
+            "reference_frame": self.per_frame[0]["frame"] if self.per_frame else None,
+            "motion_model": self.motion,
+            "ecc_threshold": self.ecc_threshold,
+            "frames_not_registered": [f["frame"] for f in self.per_frame if not f["ok"]],
+            "per_frame": self.per_frame,
+        }
+
+    def flush(self) -> list[tuple[Any, list[np.ndarray], list[np.ndarray]]]:
+        from forensic_vsr.ops.mfsr import register
+        from forensic_vsr.ops.temporal import coverage, warp_plane
+
+        pending, self.pending = self.pending, []
+        done = []
+        for key, planes in pending:
+            luma = planes[0].astype(np.float64)
+            if self.reference is None:
+                self.reference = luma
+                self.per_frame.append({"frame": key[0], "ok": True, "matrix": [[1, 0, 0], [0, 1, 0]], "ecc": 1.0, "coverage": 1.0})
+                done.append((key, planes, [p.copy() for p in planes]))
+                continue
+            reg = register(self.reference, luma, 0, self.ecc_threshold, self.motion)
+            entry = reg.to_json()
+            entry.pop("offset")
+            if not reg.ok or reg.matrix is None:
+                self.per_frame.append({"frame": key[0], **entry})
+                done.append((key, planes, [p.copy() for p in planes]))
+                continue
+            out = [warp_plane(p, reg.matrix, self.geometry[i][0], self.geometry[i][1], self.geometry[i][2]) for i, p in enumerate(planes)]
+            self.per_frame.append({"frame": key[0], **entry, "coverage": round(coverage(luma.shape, reg.matrix), 5)})
+            done.append((key, planes, out))
+        return done
+
+
+class _IntegrateOperation(_WindowOperation):
+    """Frame integration (forensic_vsr.ops.temporal.integrate) of luma over the frames within
+    `radius`; chroma is the frame's own. The per-pixel count of contributing frames and their
+    spread are written as extra maps."""
+
+    temporal = True
+    extra_map_names = ("count", "spread")
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        p = (self.model.architecture or {}).get("params", {})
+        self.radius = int(p.get("radius", 3))
+        self.ecc_threshold = float(p.get("ecc_threshold", 0.9))
+        self.outlier_levels = float(p.get("outlier_levels", 12.0))
+        self.motion = str(p.get("motion", "translation"))
+        self.maps_of: dict[Any, dict[str, np.ndarray]] = {}
+
+    def temporal_record(self) -> dict[str, Any] | None:
+        return {
+            "operation": "integrate",
+            "radius": self.radius,
+            "motion_model": self.motion,
+            "ecc_threshold": self.ecc_threshold,
+            "outlier_levels": self.outlier_levels,
+            "per_frame": self.per_frame,
+        }
+
+    def extras(self, key: Any) -> dict[str, np.ndarray] | None:
+        return self.maps_of.pop(key, None)
+
+    def _reconstruct(self, pos: int) -> tuple[Any, list[np.ndarray], list[np.ndarray]]:
+        from forensic_vsr.ops.temporal import integrate
+
+        key, planes = self.window[pos]
+        ref, lumas = self._neighbourhood(pos)
+        vmax = self.geometry[0][2]
+        levels = vmax / 255.0
+        mean, stats = integrate(lumas, ref, self.ecc_threshold, self.outlier_levels * levels, self.motion)
+        out_luma = np.clip(np.rint(mean), 0, vmax).astype(planes[0].dtype)
+        self.maps_of[key] = {"count": stats.count.astype(np.float32), "spread": (stats.spread / levels).astype(np.float32)}
+        self.per_frame.append(
+            {
+                "frame": key[0],
+                "neighbours": len(stats.registrations),
+                "registered": sum(r.ok for r in stats.registrations),
+                "mean_count": round(float(stats.count.mean()), 4),
+                "min_count": int(stats.count.min()),
+                "mean_spread_levels": round(float(stats.spread.mean() / levels), 4),
+                "registrations": [r.to_json() for r in stats.registrations],
+            }
+        )
+        return key, planes, [out_luma] + [p.copy() for p in planes[1:]]
+
+
 class _DeblurOperation(_FrameOperation):
     """Deconvolution of luma (forensic_vsr.ops.deblur) with the recipe's PSF, or one estimated
     blindly from the first frame (its region of interest where given) and then held for every
     frame, so all frames get the same, recorded operator. With --roi only that region changes."""
+
+    temporal = True
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
@@ -904,7 +1076,7 @@ def recipe_facts(recipe: Recipe, model: ResolvedModel) -> RecipeFacts:
     scales = tuple(card.data["scales"]) if card else ((int(arch_scale),) if arch_scale else None)
     return RecipeFacts(
         mode=recipe.mode,
-        operations=(_task(model),) if _task(model) in ("restore", "deblur") else ("upscale",),
+        operations=(_task(model),) if _task(model) in X1_TASKS else ("upscale",),
         model_id=model.id,
         model_class=model.model_class,
         neural=model.neural,
@@ -928,7 +1100,7 @@ def decide_recipe(recipe: Recipe) -> tuple[ResolvedModel, Decision]:
     if not 1 <= recipe.scale <= 8:
         raise UsageError(f"--scale {recipe.scale}: must be an integer from 1 to 8")
     model = resolve(recipe.model, recipe.weights, list(recipe.models_dirs))
-    x1 = model.card is not None and model.card.data["task"] in ("restore", "deblur")
+    x1 = model.card is not None and model.card.data["task"] in X1_TASKS
     if recipe.scale == 1 and not x1:
         raise UsageError(f"--scale 1: {model.id} is not a restoration model; upscaling needs --scale 2 to 8")
     if x1 and recipe.scale != 1:
