@@ -76,6 +76,7 @@ def _recipe(args: argparse.Namespace, frames: tuple[int, int] | None = None) -> 
         batch=getattr(args, "batch", None),
         psf=getattr(args, "psf", None),
         roi=_roi(getattr(args, "roi", None)),
+        deinterlace=getattr(args, "deinterlace", "fields"),
     )
 
 
@@ -429,6 +430,12 @@ def _add_recipe_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--psf",
         help="--model deblur: motion:LENGTH,ANGLE (px, degrees), defocus:RADIUS (px) or a PSF image; default: estimated blindly",
+    )
+    p.add_argument(
+        "--deinterlace",
+        default="fields",
+        choices=["fields", "blend"],
+        help="--model deinterlace: fields (each field becomes a frame at twice the rate: the forensic choice) or blend (motion-adaptive)",
     )
     p.add_argument("--roi", help="--model deblur: X,Y,W,H region to estimate the PSF on and restore (default: the whole frame)")
     p.add_argument("--policy", help="a policy file of your own (validated against policies/schema.json)")

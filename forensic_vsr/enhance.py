@@ -150,6 +150,7 @@ class Recipe:
     batch: int | None = None  # frames per network pass; None: 8 on CUDA, 1 on CPU
     psf: str | None = None  # deblur: "motion:LENGTH,ANGLE", "defocus:RADIUS", a PSF image; None: estimate
     roi: tuple[int, int, int, int] | None = None  # deblur: x, y, width, height of the region to restore
+    deinterlace: str = "fields"  # deinterlace: "fields" (each field a frame, 2x rate) or "blend" (motion-adaptive)
 
     def to_json(self, model: ResolvedModel | None = None) -> dict[str, Any]:
         op: dict[str, Any] = {"op": "upscale", "model": model.id if model else self.model, "scale": self.scale}
@@ -169,6 +170,7 @@ class Recipe:
             "tile": self.tile,
             "batch": self.batch,
             **({"psf": self.psf, "roi": list(self.roi) if self.roi else None} if self.psf or self.roi else {}),
+            **({"deinterlace": self.deinterlace} if self.deinterlace != "fields" else {}),
         }
 
 
@@ -360,15 +362,22 @@ def _enhance_frames(
             "deblur": _DeblurOperation,
             "stabilise": _StabiliseOperation,
             "integrate": _IntegrateOperation,
+            "deinterlace": _DeinterlaceOperation,
         }.get(_task(model), _FrameOperation)
         operation = kind(model, recipe, src_fmt, siting, out_w, out_h, project, residuals)
+        operation.stream_field_order = info.field_order
+        if rate:  # a frame's duration in input ticks: half a frame in the halved output time base
+            operation.field_ticks = max(1, round(1 / (rate * info.time_base)))
+        factor = operation.frames_per_input
+        out_tb = info.time_base / factor
+        rate = rate * factor if rate else rate
         master = VideoWriter(
             bundle.path("output/master.mkv"),
             codec="ffv1",
             pix_fmt=dst_fmt,
             width=out_w,
             height=out_h,
-            time_base=info.time_base,
+            time_base=out_tb,
             rate=rate,
             options=FFV1_OPTIONS,
             metadata=mode_tags,
@@ -381,7 +390,7 @@ def _enhance_frames(
             pix_fmt="yuv420p",
             width=pw,
             height=ph,
-            time_base=info.time_base,
+            time_base=out_tb,
             rate=rate,
             options=PREVIEW_OPTIONS,
             metadata=mode_tags,
@@ -389,7 +398,9 @@ def _enhance_frames(
         checks: list[RoundTripCheck] = []
         checker = PipelineStage(lambda packets: checks[0].feed(packets), "round-trip")
         maps = (
-            _MapsWriter(bundle, out_w, out_h, recipe.scale, info, src_fmt, decision.policy.rules, model, operation.extra_map_names)
+            _MapsWriter(
+                bundle, out_w, out_h, recipe.scale, info, src_fmt, decision.policy.rules, model, operation.extra_map_names, out_tb, rate
+            )
             if recipe.maps
             else None
         )
@@ -442,7 +453,7 @@ def _enhance_frames(
                 advance()
 
         try:
-            with progress("enhance", end - start, show_progress) as advance:
+            with progress("enhance", (end - start) * factor, show_progress) as advance:
                 for decoded in reader.frames():
                     if decoded.index < start:
                         continue
@@ -464,9 +475,10 @@ def _enhance_frames(
                 maps.close()
             master.close()
             preview.close()
-    if written != end - start:
+    if written != (end - start) * factor:
         raise IntegrityError(
-            f"decoded {written} frames in the enhancement pass, expected {end - start}: the evidence decodes differently on a second read"
+            f"wrote {written} frames in the enhancement pass, expected {(end - start) * factor}: "
+            "the evidence decodes differently on a second read"
         )
     check = checks[0]
     if check.mismatch is not None:
@@ -476,6 +488,7 @@ def _enhance_frames(
         raise IntegrityError(f"lossless round trip failed: {written} frames encoded, {check.checked} decoded back")
     step = {
         "frames": {"start": start, "end": end, "count": written},
+        "frames_per_input": factor,
         "pix_fmt_in": src_fmt,
         "pix_fmt_out": dst_fmt,
         "width_out": out_w,
@@ -499,6 +512,7 @@ def _enhance_frames(
         "runner": operation.runner_record(info.height, info.width),
         "multiframe": operation.multiframe_record(),
         "deblur": operation.deblur_record(),
+        "deinterlace": operation.deinterlace_record(),
         "temporal": operation.temporal_record(),
         "temporal_consistency": warp.result() if warp is not None else None,
         "maps": maps_step,
@@ -524,6 +538,8 @@ class _MapsWriter:
         rules: dict[str, Any],
         model: ResolvedModel,
         extra: tuple[str, ...] = (),
+        time_base: Fraction | None = None,
+        rate: Fraction | None = None,
     ) -> None:
         from forensic_vsr.uncertainty import DEFAULT_FLAG_THRESHOLD, MAP_SCALE, ExactMaps
 
@@ -548,8 +564,8 @@ class _MapsWriter:
                 pix_fmt="gray16le",
                 width=out_w,
                 height=out_h,
-                time_base=info.time_base,
-                rate=info.guessed_rate,
+                time_base=time_base or info.time_base,
+                rate=rate or info.guessed_rate,
                 options=FFV1_OPTIONS,
                 metadata={"FVSR_MAP": name, "FVSR_MAP_SCALE": f"sample = round(8-bit levels * {MAP_SCALE})"},
             )
@@ -652,7 +668,7 @@ class _MapsWriter:
         }
 
 
-X1_TASKS = ("restore", "deblur", "stabilise", "integrate")  # operations that keep the frame size
+X1_TASKS = ("restore", "deblur", "stabilise", "integrate", "deinterlace")  # operations that keep the frame size
 
 
 def _task(model: ResolvedModel) -> str:
@@ -717,6 +733,12 @@ class _FrameOperation:
 
     temporal = False  # E_warp is measured for operations that act over time or per frame without a model
     extra_map_names: tuple[str, ...] = ()
+    frames_per_input = 1
+    stream_field_order: str | None = None
+    field_ticks = 1
+
+    def deinterlace_record(self) -> dict[str, Any] | None:
+        return None
 
     def multiframe_record(self) -> dict[str, Any] | None:
         return None
@@ -961,6 +983,87 @@ class _IntegrateOperation(_WindowOperation):
             }
         )
         return key, planes, [out_luma] + [p.copy() for p in planes[1:]]
+
+
+class _DeinterlaceOperation(_FrameOperation):
+    """Field-aware deinterlacing (forensic_vsr.ops.deinterlace). The field order is read from the
+    stream's flags where present and measured from the first frames' content; both are recorded.
+    `fields`: two output frames per input frame (pts 2t and 2t + 1 in half the time base), each
+    holding one field's lines exactly. `blend`: one frame per input frame, the second field's
+    lines kept where static and interpolated from the first field where they comb."""
+
+    LOOKAHEAD = 8  # frames buffered to measure the field order from content
+    BLEND_THRESHOLD = 10.0  # 8-bit levels
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        if self.recipe.deinterlace not in ("fields", "blend"):
+            raise UsageError(f"--deinterlace {self.recipe.deinterlace}: use fields or blend")
+        self.mode = self.recipe.deinterlace
+        self.frames_per_input = 2 if self.mode == "fields" else 1
+        self.first: int | None = None  # 0: top field first, 1: bottom field first
+        self.record: dict[str, Any] = {}
+        self.comb: list[float] = []
+        self.replaced: list[float] = []
+
+    def deinterlace_record(self) -> dict[str, Any] | None:
+        return {
+            **self.record,
+            "mode": self.mode,
+            "comb_score_per_frame": [round(c, 4) for c in self.comb],
+            **({"second_field_fraction_replaced_per_frame": [round(r, 5) for r in self.replaced]} if self.mode == "blend" else {}),
+        }
+
+    def push(self, key: Any, planes: list[np.ndarray]) -> list[tuple[Any, list[np.ndarray], list[np.ndarray]]]:
+        self.pending.append((key, planes))
+        if self.first is None and len(self.pending) < self.LOOKAHEAD:
+            return []
+        return self.flush()
+
+    def _decide(self) -> None:
+        from forensic_vsr.ops.deinterlace import BOTTOM_FIRST_FLAGS, TOP_FIRST_FLAGS, content_field_order
+
+        flag = (self.stream_field_order or "").lower()
+        by_flag = "top-first" if flag in TOP_FIRST_FLAGS else "bottom-first" if flag in BOTTOM_FIRST_FLAGS else None
+        by_content, scores = content_field_order([planes[0] for _, planes in self.pending])
+        order = by_flag or by_content
+        self.first = 0 if order == "top-first" else 1
+        self.record = {
+            "field_order": order,
+            "field_order_source": "stream flags" if by_flag else f"content (first {len(self.pending)} frames)",
+            "stream_field_order": self.stream_field_order,
+            "content_field_order": by_content,
+            "content_scores": scores,
+            "flags_and_content_disagree": bool(by_flag and by_flag != by_content),
+        }
+
+    def flush(self) -> list[tuple[Any, list[np.ndarray], list[np.ndarray]]]:
+        from forensic_vsr.ops.deinterlace import blend, bob, comb_score
+
+        if not self.pending:
+            return []
+        if self.first is None:
+            self._decide()
+        assert self.first is not None
+        pending, self.pending = self.pending, []
+        done = []
+        vmax = [g[2] for g in self.geometry]
+        q = lambda a, i, like: np.clip(np.rint(a), 0, vmax[i]).astype(like.dtype)  # noqa: E731
+        for (index, pts), planes in pending:
+            self.comb.append(comb_score(planes[0]))
+            if self.mode == "fields":
+                for n, parity in enumerate((self.first, 1 - self.first)):
+                    out = [q(bob(p, parity), i, p) for i, p in enumerate(planes)]
+                    done.append(((index, 2 * pts + n * self.field_ticks), planes, out))
+            else:
+                outs = []
+                for i, p in enumerate(planes):
+                    frame, replaced = blend(p, self.first, self.BLEND_THRESHOLD * vmax[i] / 255)
+                    if i == 0:
+                        self.replaced.append(replaced)
+                    outs.append(q(frame, i, p))
+                done.append(((index, pts), planes, outs))
+        return done
 
 
 class _DeblurOperation(_FrameOperation):
@@ -1236,7 +1339,8 @@ def _write_report(
             raise UsageError(f"--still {n}: the output has frames 0 to {count - 1}")
         frames[f"requested frame {n}"] = n
     threshold = maps["flagged"]["threshold_levels"] if maps else 8.0
-    stills = json.loads(dsse.canonical_json(make_stills(bundle.dir, evidence, frames, start, threshold)))
+    per_input = int(step.get("frames_per_input", 1))
+    stills = json.loads(dsse.canonical_json(make_stills(bundle.dir, evidence, frames, start, threshold, per_input)))
     refs = list(model.card.data.get("references", [])) if model.card is not None and (_luma_model(model) or recipe.scale == 1) else []
     records = report_records(chain.bodies, examiner.name, chain.signer.keyid, refs)
     head = chain.digests[-1]

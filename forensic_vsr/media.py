@@ -98,6 +98,20 @@ def plane_specs(frame: av.VideoFrame) -> tuple[PlaneSpec, ...]:
     return tuple(specs)
 
 
+# FFmpeg's AVFieldOrder, as PyAV reports it (an int) and ffprobe names it. ffmpeg writes "tb"
+# for top-field-first and "bt" for bottom-field-first content (tt/bb for MJPEG).
+_FIELD_ORDERS = {0: None, 1: "progressive", 2: "tt", 3: "bb", 4: "tb", 5: "bt"}
+
+
+def _field_order_name(value: object) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, int):
+        return _FIELD_ORDERS.get(value, f"unknown({value})")
+    text = str(value).lower()
+    return _FIELD_ORDERS.get(int(text)) if text.isdigit() else text or None
+
+
 def frame_planes(frame: av.VideoFrame) -> list[np.ndarray]:
     """Copy a frame's planes into unpadded numpy arrays (uint8 or little-endian uint16)."""
     out = []
@@ -294,7 +308,7 @@ class VideoReader:
             average_rate=_fraction(s.average_rate),
             start_offset=start_offset,
             sample_aspect_ratio=_fraction(s.sample_aspect_ratio),
-            field_order=str(field_order) if field_order else None,
+            field_order=_field_order_name(field_order),
             header_frame_count=int(s.frames or 0),
             duration_s=float(c.duration / av.time_base) if c.duration else None,
             stream_index=s.index,

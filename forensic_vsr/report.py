@@ -75,9 +75,13 @@ def _short(h: str | None, n: int = 16) -> str:
     return "-" if not h else f"{h[:n]}…"
 
 
-def make_stills(bundle: Path, evidence: Path, frames: dict[str, int], start: int, threshold: float) -> list[dict[str, Any]]:
+def make_stills(
+    bundle: Path, evidence: Path, frames: dict[str, int], start: int, threshold: float, per_input: int = 1
+) -> list[dict[str, Any]]:
     """Write stills/NNNNNN-{evidence,enhanced,overlay}.png for the given output-frame indices
-    (labels: first, middle, most-flagged, requested) and return their records."""
+    (labels: first, middle, most-flagged, requested) and return their records. Output frame i
+    comes from evidence frame start + i // per_input (per_input is 2 when each field became a
+    frame)."""
     import cv2
     import numpy as np
 
@@ -99,6 +103,14 @@ def make_stills(bundle: Path, evidence: Path, frames: dict[str, int], start: int
             continue
         with VideoReader(path) as reader:
             for decoded in reader.frames():
+                if kind == "evidence":
+                    base = (decoded.index - offset) * per_input
+                    for i in range(base, base + per_input):
+                        if i in wanted:
+                            grabbed[kind][i] = decoded.frame.to_ndarray(format="rgb24")
+                    if base + per_input - 1 >= wanted[-1]:
+                        break
+                    continue
                 i = decoded.index - offset
                 if i in wanted:
                     if kind == "s":

@@ -35,6 +35,7 @@ def _recipe(step: dict[str, Any]):  # type: ignore[no-untyped-def]
         tile=params.get("tile"),
         batch=params.get("batch"),
         psf=params.get("psf"),
+        deinterlace=params.get("deinterlace", "fields"),
         roi=tuple(params["roi"]) if params.get("roi") else None,  # type: ignore[arg-type]
     )
 
