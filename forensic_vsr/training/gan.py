@@ -85,4 +85,4 @@ class GanLoss:
         fm = sum(F.l1_loss(a, b) for a, b in zip(fake_feats, real_feats, strict=True)) / len(fake_feats)
         adv = F.softplus(-fake_logits).mean()
         total = self.l1_weight * l1 + self.fm_weight * fm + self.adv_weight * adv
-        return total, {"l1": l1.item(), "fm": float(fm), "adv": adv.item()}
+        return total, {"l1": l1.item(), "fm": float(fm.detach()), "adv": adv.item()}
