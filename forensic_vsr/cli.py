@@ -54,12 +54,14 @@ def _certificate(args: argparse.Namespace) -> Path | None:
 
 
 def _recipe(args: argparse.Namespace, frames: tuple[int, int] | None = None) -> Recipe:
-    from forensic_vsr.enhance import Recipe
+    from forensic_vsr.enhance import Recipe, parse_ops
 
-    model = args.model if (args.model or args.weights) else "lanczos"
+    pre_ops, main = parse_ops(getattr(args, "ops", None), args.model)
+    model = main if (main or args.weights) else "lanczos"
     return Recipe(
         mode=args.mode,
         model=model,
+        pre_ops=pre_ops,
         scale=args.scale,
         frames=frames,
         device=args.device,
@@ -416,6 +418,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _add_recipe_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mode", default="evidential", choices=["evidential", "investigative", "demonstrative"])
     p.add_argument("--model", help="model card id (see `fvsr models list`); default lanczos")
+    p.add_argument(
+        "--ops",
+        help="operations in order, comma-separated, e.g. deinterlace,deblur,restore,sr: any x1 operation "
+        "(deinterlace, deblur, restore = fidelity-restore, stabilise, integrate) and last the main one; "
+        "sr stands for --model at --scale. The order is recorded.",
+    )
     p.add_argument("--weights", help="a weights file (state dict) you bring; unvetted unless a card names its sha256")
     p.add_argument("--scale", type=int, default=2, help="integer scale factor (1 for a restoration model such as fidelity-restore)")
     p.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])

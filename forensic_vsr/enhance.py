@@ -23,6 +23,7 @@ import hashlib
 import itertools
 import json
 import logging
+import math
 import os
 import shutil
 from dataclasses import dataclass
@@ -56,7 +57,7 @@ from forensic_vsr.ops.consistency import OPERATOR as CONSISTENCY_OPERATOR
 from forensic_vsr.ops.consistency import Projector
 from forensic_vsr.ops.label import burn_label
 from forensic_vsr.ops.resample import KERNEL_SUPPORT, upscale_plane
-from forensic_vsr.policy import Decision, RecipeFacts, decide
+from forensic_vsr.policy import Decision, RecipeFacts, RuleResult, decide
 from forensic_vsr.progress import progress
 from forensic_vsr.timebase import fraction_text
 
@@ -151,14 +152,19 @@ class Recipe:
     psf: str | None = None  # deblur: "motion:LENGTH,ANGLE", "defocus:RADIUS", a PSF image; None: estimate
     roi: tuple[int, int, int, int] | None = None  # deblur: x, y, width, height of the region to restore
     deinterlace: str = "fields"  # deinterlace: "fields" (each field a frame, 2x rate) or "blend" (motion-adaptive)
+    pre_ops: tuple[str, ...] = ()  # model ids of x1 operations run, in order, before `model` (--ops)
 
     def to_json(self, model: ResolvedModel | None = None) -> dict[str, Any]:
-        op: dict[str, Any] = {"op": "upscale", "model": model.id if model else self.model, "scale": self.scale}
-        if model is not None and model.weights_sha256:
-            op["weights_sha256"] = model.weights_sha256
+        """The recipe as recorded: `operations` lists every step in the order it runs."""
+        ops = []
+        for m, scale in [*((pm, 1) for pm in pre_models(self)), (model, self.scale)]:
+            op: dict[str, Any] = {"op": _op_name(m) if m else "upscale", "model": m.id if m else self.model, "scale": scale}
+            if m is not None and m.weights_sha256:
+                op["weights_sha256"] = m.weights_sha256
+            ops.append(op)
         return {
             "mode": self.mode,
-            "operations": [op],
+            "operations": ops,
             "frames": None if self.frames is None else f"{self.frames[0]}:{self.frames[1]}",
             "device": self.device,
             "precision": self.precision,
@@ -365,10 +371,13 @@ def _enhance_frames(
             "deinterlace": _DeinterlaceOperation,
         }.get(_task(model), _FrameOperation)
         operation = kind(model, recipe, src_fmt, siting, out_w, out_h, project, residuals)
-        operation.stream_field_order = info.field_order
-        if rate:  # a frame's duration in input ticks: half a frame in the halved output time base
-            operation.field_ticks = max(1, round(1 / (rate * info.time_base)))
-        factor = operation.frames_per_input
+        stages = [_stage(m, recipe, src_fmt, siting, info.width, info.height) for m in pre_models(recipe)]
+        for stage in [*stages, operation]:
+            stage.stream_field_order = info.field_order
+            if rate:  # a frame's duration in input ticks: half a frame in the halved output time base
+                stage.field_ticks = max(1, round(1 / (rate * info.time_base)))
+        factor = math.prod(stage.frames_per_input for stage in [*stages, operation])
+        chain_ops = _Chain(stages, operation)
         out_tb = info.time_base / factor
         rate = rate * factor if rate else rate
         master = VideoWriter(
@@ -459,8 +468,8 @@ def _enhance_frames(
                         continue
                     if decoded.index >= end:
                         break
-                    emit(operation.push((decoded.index, decoded.pts), frame_planes(decoded.frame)))
-                emit(operation.flush())
+                    emit(chain_ops.push((decoded.index, decoded.pts), frame_planes(decoded.frame)))
+                emit(chain_ops.flush())
             encoder.close()
             checker.submit(master.close())
             checker.submit(None)  # flush the decoder
@@ -514,10 +523,62 @@ def _enhance_frames(
         "deblur": operation.deblur_record(),
         "deinterlace": operation.deinterlace_record(),
         "temporal": operation.temporal_record(),
+        "pre_operations": [
+            {
+                "op": _op_name(stage.model),
+                "model": stage.model.id,
+                "deblur": stage.deblur_record(),
+                "deinterlace": stage.deinterlace_record(),
+                "temporal": stage.temporal_record(),
+                "runner": stage.runner_record(info.height, info.width),
+            }
+            for stage in stages
+        ],
         "temporal_consistency": warp.result() if warp is not None else None,
         "maps": maps_step,
     }
     return step, _output_framehash(bundle, out_w, out_h)
+
+
+def _stage(model: ResolvedModel, recipe: Recipe, src_fmt: str, siting: str, width: int, height: int) -> _FrameOperation:
+    """A x1 operation run before the main one (--ops)."""
+    kind = {
+        "deblur": _DeblurOperation,
+        "stabilise": _StabiliseOperation,
+        "integrate": _IntegrateOperation,
+        "deinterlace": _DeinterlaceOperation,
+    }.get(_task(model), _FrameOperation)
+    sub = dataclasses.replace(recipe, model=model.id, scale=1, pre_ops=())
+    return kind(model, sub, src_fmt, siting, width, height, False, [])
+
+
+class _Chain:
+    """Frames through the pre-operations, then the main operation: each stage's outputs are the
+    next stage's inputs, in order; flushing flushes every stage in turn. What comes out is
+    (key, the main operation's input planes, its output planes)."""
+
+    def __init__(self, stages: list[_FrameOperation], main: _FrameOperation) -> None:
+        self.stages = [*stages, main]
+
+    def _through(self, i: int, items: list[tuple[Any, list[np.ndarray]]]) -> list[tuple[Any, list[np.ndarray], list[np.ndarray]]]:
+        stage = self.stages[i]
+        done = [d for key, planes in items for d in stage.push(key, planes)]
+        if i == len(self.stages) - 1:
+            return done
+        return self._through(i + 1, [(key, out) for key, _inp, out in done])
+
+    def push(self, key: Any, planes: list[np.ndarray]) -> list[tuple[Any, list[np.ndarray], list[np.ndarray]]]:
+        return self._through(0, [(key, planes)])
+
+    def flush(self) -> list[tuple[Any, list[np.ndarray], list[np.ndarray]]]:
+        out: list[tuple[Any, list[np.ndarray], list[np.ndarray]]] = []
+        for i, stage in enumerate(self.stages):
+            flushed = stage.flush()
+            if i == len(self.stages) - 1:
+                out += flushed
+            else:
+                out += self._through(i + 1, [(key, o) for key, _inp, o in flushed])
+        return out
 
 
 class _MapsWriter:
@@ -679,6 +740,46 @@ def _luma_model(model: ResolvedModel) -> bool:
     """The model itself runs on luma (a network, or multi-frame reconstruction); every other
     plane goes through a classical kernel."""
     return model.neural or _task(model) == "multiframe-sr"
+
+
+def _op_name(model: ResolvedModel) -> str:
+    return _task(model) if _task(model) in X1_TASKS else "upscale"
+
+
+OP_ALIASES = {"restore": "fidelity-restore"}
+
+
+def parse_ops(text: str | None, main_model: str | None) -> tuple[tuple[str, ...], str | None]:
+    """--ops A,B,C -> (pre-operation model ids, main model id). `sr` stands for --model; the
+    last operation is the main one, every earlier one must keep the frame size (x1)."""
+    if not text:
+        return (), main_model
+    tokens = [t.strip() for t in text.split(",") if t.strip()]
+    if not tokens:
+        raise UsageError("--ops: name at least one operation")
+    if "sr" in tokens[:-1]:
+        raise UsageError("--ops: sr (the --model upscale) must be the last operation")
+    ids = [OP_ALIASES.get(t, t) for t in tokens]
+    last = tokens[-1]
+    if last != "sr" and main_model is not None:
+        raise UsageError(f"--ops ends with {last}, so --model {main_model} would not run; end --ops with sr to use it")
+    return tuple(ids[:-1]), (main_model if last == "sr" else ids[-1])
+
+
+def pre_models(recipe: Recipe) -> list[ResolvedModel]:
+    """The x1 operations that run before the main model, resolved (every one must be x1, and a
+    deinterlacer, which changes the frame count, must come first)."""
+    out = []
+    for i, model_id in enumerate(recipe.pre_ops):
+        m = resolve(model_id, None, list(recipe.models_dirs))
+        if m.card is None or m.card.data["task"] not in X1_TASKS:
+            raise UsageError(
+                f"--ops: {model_id} changes the frame size; only the last operation may (x1 operations: {', '.join(X1_TASKS)})"
+            )
+        if m.card.data["task"] == "deinterlace" and i > 0:
+            raise UsageError("--ops: deinterlace must come first (every later step needs whole frames)")
+        out.append(m)
+    return out
 
 
 class _FrameOperation:
@@ -1208,13 +1309,24 @@ def decide_recipe(recipe: Recipe) -> tuple[ResolvedModel, Decision]:
         raise UsageError(f"--scale 1: {model.id} is not a restoration model; upscaling needs --scale 2 to 8")
     if x1 and recipe.scale != 1:
         raise UsageError(f"--scale {recipe.scale}: {model.id} works at --scale 1 (it does not change the frame size)")
-    if (recipe.psf or recipe.roi) and _task(model) != "deblur":
-        raise UsageError("--psf and --roi apply to --model deblur only")
-    if _task(model) == "deblur" and recipe.psf:
+    pres = pre_models(recipe)
+    deblurs = _task(model) == "deblur" or any(_task(m) == "deblur" for m in pres)
+    if (recipe.psf or recipe.roi) and not deblurs:
+        raise UsageError("--psf and --roi apply to the deblur operation only")
+    if deblurs and recipe.psf:
         from forensic_vsr.ops.deblur import parse_psf
 
         parse_psf(recipe.psf)  # a bad PSF fails here, before any file is written
-    return model, decide(recipe_facts(recipe, model), recipe.policy, recipe.override_policy)
+    decision = decide(recipe_facts(recipe, model), recipe.policy, recipe.override_policy)
+    if any(_task(m) == "deinterlace" for m in pres) and _task(model) == "deinterlace":
+        raise UsageError("--ops: deinterlace can run once")
+    extra: list[RuleResult] = []
+    for m in pres:
+        sub = decide(recipe_facts(dataclasses.replace(recipe, scale=1, pre_ops=()), m), recipe.policy, recipe.override_policy)
+        extra += [RuleResult(f"{m.id}.{r.rule}", r.outcome, r.reason) for r in sub.results if r.rule != "policy_strength"]
+    if extra:
+        decision = dataclasses.replace(decision, results=tuple(extra) + decision.results)
+    return model, decision
 
 
 def enhance(evidence: Path, target: Path, recipe: Recipe, examiner: Examiner, show_progress: bool | None = None) -> Path:

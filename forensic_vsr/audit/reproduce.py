@@ -22,12 +22,14 @@ def _recipe(step: dict[str, Any]):  # type: ignore[no-untyped-def]
     from forensic_vsr.enhance import Recipe
 
     params = step["predicate"]["buildDefinition"]["externalParameters"]
-    (op,) = params["operations"]
+    op = params["operations"][-1]  # the main operation; earlier ones are --ops pre-operations
     frames = params.get("frames")
     rng = tuple(int(x) for x in frames.split(":")) if frames else None
+    ops = params.get("operations", [])
     return Recipe(
         mode=params["mode"],
         model=op["model"],
+        pre_ops=tuple(o["model"] for o in ops[:-1]),
         scale=int(op["scale"]),
         frames=rng,  # type: ignore[arg-type]
         device=params.get("device", "cpu"),
