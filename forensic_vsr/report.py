@@ -75,6 +75,23 @@ def _short(h: str | None, n: int = 16) -> str:
     return "-" if not h else f"{h[:n]}…"
 
 
+def _brief(record: dict[str, Any], limit: int = 900) -> str:
+    """A record for a table cell: per-frame lists summarised (count, min, max), the rest as JSON."""
+
+    def shrink(v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: shrink(x) for k, x in v.items()}
+        if isinstance(v, list) and len(v) > 6:
+            nums = [x for x in v if isinstance(x, int | float)]
+            if len(nums) == len(v):
+                return f"{len(v)} values, min {min(nums)}, max {max(nums)}"
+            return [shrink(x) for x in v[:3]] + [f"... {len(v) - 3} more"]
+        return v
+
+    text = json.dumps(shrink(record), sort_keys=True)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def make_stills(
     bundle: Path, evidence: Path, frames: dict[str, int], start: int, threshold: float, per_input: int = 1
 ) -> list[dict[str, Any]]:
@@ -145,7 +162,7 @@ def make_stills(
                 cv2.imwrite(str(bundle / name), img[..., ::-1], [cv2.IMWRITE_PNG_COMPRESSION, 6])
             data = (bundle / name).read_bytes()
             files[kind] = {"name": name, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
-        records.append({"label": label, "frame": i, "evidence_frame": start + i, **meta.get(i, {}), "files": files})
+        records.append({"label": label, "frame": i, "evidence_frame": start + i // per_input, **meta.get(i, {}), "files": files})
     return records
 
 
@@ -227,7 +244,8 @@ def render(bundle: Path, records: dict[str, dict[str, Any]], stills: list[dict[s
     mode = params["mode"]
     evidential = mode == "evidential"
     model = decision["model"]
-    op = params["operations"][0]
+    op = params["operations"][-1]  # the main operation; earlier ones ran before it (--ops)
+    pre_ops = params["operations"][:-1]
     ev = ingest["evidence"]
     probe = ingest["probe"]
     maps = step.get("maps")
@@ -272,7 +290,9 @@ def render(bundle: Path, records: dict[str, dict[str, Any]], stills: list[dict[s
     flagged = (maps or {}).get("flagged", {})
     n_in = ingest["frames_decoded"]
     first, last = step["frames"]["start"], step["frames"]["end"] - 1
-    verb = "restored (x1)" if op["scale"] == 1 else f"upscaled x{op['scale']}"
+    verb = f"processed ({op.get('op', 'x1')}, x1)" if op["scale"] == 1 else f"upscaled x{op['scale']}"
+    if pre_ops:
+        verb = "processed by " + ", then ".join(o.get("op", o["model"]) for o in pre_ops) + ", then " + verb
     summary = (
         f"The evidence file <b>{_esc(ev['name'])}</b> ({ev['size']} bytes, sha256 {_short(ev['sha256'])}) was decoded "
         + ("(a still image: one frame) and it was " if n_in == 1 else f"({n_in} frames) and output frames {first} to {last} were ")
@@ -345,7 +365,12 @@ def render(bundle: Path, records: dict[str, dict[str, Any]], stills: list[dict[s
     s.append(Paragraph("3. Processing", st["h1"]))
     kind = step.get("planes_classical") or model["id"]
     desc = OPERATION_TEXT.get(model["id"]) or card_dep.get("annotations", {}).get("description") or model["id"]
-    s.append(Paragraph(f"<b>upscale x{op['scale']} with {_esc(model['id'])}</b>. {_esc(desc)}", st["body"]))
+    for n, pre in enumerate(step.get("pre_operations") or [], 1):
+        s.append(Paragraph(f"<b>Step {n}: {_esc(pre['op'])} with {_esc(pre['model'])}</b> (x1, before the main step).", st["body"]))
+        facts = {k: v for k, v in pre.items() if k not in ("op", "model") and v}
+        if facts:
+            s.append(Paragraph(_esc(_brief(facts)), st["small"]))
+    s.append(Paragraph(f"<b>{_esc(op.get('op', 'upscale'))} x{op['scale']} with {_esc(model['id'])}</b>. {_esc(desc)}", st["body"]))
     if step.get("luma"):
         s.append(Paragraph(f"The network processes the luma plane; the chroma planes are interpolated with {_esc(kind)}.", st["body"]))
     rows = [
@@ -360,6 +385,16 @@ def render(bundle: Path, records: dict[str, dict[str, Any]], stills: list[dict[s
     dc = step.get("data_consistency")
     if dc:
         rows.append(["Data-consistency residual (RMS, 8-bit levels)", f"max {dc['rms_residual_max']} (tolerance {dc['tolerance']})"])
+    for key, label in (
+        ("deblur", "Deblurring"),
+        ("deinterlace", "Deinterlacing"),
+        ("temporal", "Temporal operation"),
+        ("multiframe", "Multi-frame reconstruction"),
+        ("temporal_consistency", "Temporal consistency (E_warp)"),
+        ("runner", "Inference runner"),
+    ):
+        if step.get(key):
+            rows.append([label, _brief(step[key])])
     s.append(_table(rows, [55 * mm, W - 55 * mm], st, mono_cols=(1,)))
     refs = REFERENCES.get(model["id"], []) + list(who.get("references", []))
     if refs:
