@@ -632,6 +632,9 @@ class _MapsWriter:
             )
             for name in self.names
         }
+        # sha256 and size of every stored map frame, hashed as encoded: FFV1 is lossless, and
+        # `fvsr verify` decodes every map frame and checks these hashes
+        self.hashes: dict[str, list[tuple[str, int]]] = {name: [] for name in self.names}
         self.flagged = open(bundle.path("maps/flagged.json"), "w", encoding="ascii")  # noqa: SIM115
         head = {"measure": "S (synthesized content, 8-bit levels)", "threshold_levels": self.threshold, "connectivity": 8}
         self.flagged.write(json.dumps(head)[:-1] + ', "frames": [\n')
@@ -657,7 +660,9 @@ class _MapsWriter:
             layers.append(self.calibration["lambda"] * u)
         layers += [(extra or {})[name] for name in self.names[len(layers) :]]
         for name, levels in zip(self.names, layers, strict=True):
-            self.writers[name].write(frame_from_planes([to_gray16(levels)], "gray16le", s.shape[1], s.shape[0]), pts)
+            plane = to_gray16(levels)
+            self.hashes[name].append((planes_sha256([plane]), plane.nbytes))
+            self.writers[name].write(frame_from_planes([plane], "gray16le", s.shape[1], s.shape[0]), pts)
         stats = flagged_regions(s, self.threshold)
         stats = {"frame": self.count, "pts": pts, "r_max": round(float(r.max()), 4), **stats}
         self.flagged.write(("" if self.count == 0 else ",\n") + json.dumps(stats, separators=(",", ":")))
@@ -681,16 +686,29 @@ class _MapsWriter:
         files: dict[str, Any] = {}
         for name in self.names:
             video = f"maps/{name}.mkv"
-            head, lines, reader = video_framehashes(self.bundle.path(video))
             leaves = []
-            with reader, open(self.bundle.path(f"maps/{name}.framehash"), "w", encoding="ascii") as out:
+            with (
+                VideoReader(self.bundle.path(video)) as reader,
+                open(self.bundle.path(f"maps/{name}.framehash"), "w", encoding="ascii") as out,
+            ):
+                info = reader.info
+                mapper = TimestampMapper(info.time_base, info.guessed_rate)
+                head = header(
+                    time_base=mapper.out_tb,
+                    width=info.width,
+                    height=info.height,
+                    sar=info.sample_aspect_ratio,
+                    software=f"forensic-vsr {__version__}",
+                )
                 out.write("\n".join(head) + "\n")
-                for fh, _ in lines:
-                    line = fh.line()
+                stamps = list(reader.packet_timestamps())  # demuxed, not decoded: FFV1 packets are frames
+                if len(stamps) != len(self.hashes[name]) or len(stamps) != self.count:
+                    raise IntegrityError(f"{video}: {len(stamps)} frames stored, {self.count} written")
+                for pts, (sha256, size) in zip(stamps, self.hashes[name], strict=True):
+                    dts, out_pts, duration = mapper.map(pts)
+                    line = FrameHash(0, dts, out_pts, duration, size, sha256).line()
                     out.write(line + "\n")
                     leaves.append(merkle.hash_leaf(line.encode()))
-            if len(leaves) != self.count:
-                raise IntegrityError(f"{video}: {len(leaves)} frames decoded back, {self.count} written")
             files[name] = {
                 "video": video,
                 "framehash": f"maps/{name}.framehash",
