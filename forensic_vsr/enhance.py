@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from forensic_vsr import __version__
+from forensic_vsr import __version__, media
 from forensic_vsr.audit.chain import ChainWriter, chain_root, utc_now
 from forensic_vsr.audit.keys import Signer
 from forensic_vsr.environment import environment_report
@@ -635,6 +635,7 @@ class _MapsWriter:
         # sha256 and size of every stored map frame, hashed as encoded: FFV1 is lossless, and
         # `fvsr verify` decodes every map frame and checks these hashes
         self.hashes: dict[str, list[tuple[str, int]]] = {name: [] for name in self.names}
+        self.encoders = {name: PipelineStage(self._encode, f"map-{name}") for name in self.names}
         self.flagged = open(bundle.path("maps/flagged.json"), "w", encoding="ascii")  # noqa: SIM115
         head = {"measure": "S (synthesized content, 8-bit levels)", "threshold_levels": self.threshold, "connectivity": 8}
         self.flagged.write(json.dumps(head)[:-1] + ', "frames": [\n')
@@ -661,8 +662,7 @@ class _MapsWriter:
         layers += [(extra or {})[name] for name in self.names[len(layers) :]]
         for name, levels in zip(self.names, layers, strict=True):
             plane = to_gray16(levels)
-            self.hashes[name].append((planes_sha256([plane]), plane.nbytes))
-            self.writers[name].write(frame_from_planes([plane], "gray16le", s.shape[1], s.shape[0]), pts)
+            self.encoders[name].submit(name, plane, pts)  # hashed and encoded on the map's own thread
         stats = flagged_regions(s, self.threshold)
         stats = {"frame": self.count, "pts": pts, "r_max": round(float(r.max()), 4), **stats}
         self.flagged.write(("" if self.count == 0 else ",\n") + json.dumps(stats, separators=(",", ":")))
@@ -673,11 +673,19 @@ class _MapsWriter:
         self.flagged_frames += fraction > 0
         self.count += 1
 
+    def _encode(self, name: str, plane: np.ndarray, pts: int) -> None:
+        self.hashes[name].append((media.planes_sha256([plane]), plane.nbytes))
+        self.writers[name].write(frame_from_planes([plane], "gray16le", plane.shape[1], plane.shape[0]), pts)
+
     def close(self) -> None:
-        for w in self.writers.values():
-            w.close()
-        if not self.flagged.closed:
-            self.flagged.close()
+        try:
+            for stage in self.encoders.values():
+                stage.close()
+        finally:
+            for w in self.writers.values():
+                w.close()
+            if not self.flagged.closed:
+                self.flagged.close()
 
     def finish(self) -> dict[str, Any]:
         """Close the files, framehash the map videos and return the step record's `maps` entry."""
