@@ -756,6 +756,7 @@ class _MapsWriter:
 
 
 X1_TASKS = ("restore", "deblur", "stabilise", "integrate", "deinterlace")  # operations that keep the frame size
+LUMA_TASKS = ("multiframe-sr", "integrate", "deblur", "restore")  # operations defined on a luma plane
 
 
 def _task(model: ResolvedModel) -> str:
@@ -831,9 +832,9 @@ class _FrameOperation:
         self.model, self.recipe, self.siting = model, recipe, siting
         self.out_w, self.out_h = out_w, out_h
         self.residuals = residuals
+        if (model.neural or _task(model) in LUMA_TASKS) and (src_fmt in _PACKED_ORDER or src_fmt.startswith(("gbr", "bgr", "rgb"))):
+            raise UnsupportedFormatError(f"{model.id} works on luma; {src_fmt} evidence has no luma plane (use lanczos or bicubic)")
         if model.neural:
-            if src_fmt in _PACKED_ORDER or src_fmt.startswith(("gbr", "bgr", "rgb")):
-                raise UnsupportedFormatError(f"{model.id} works on luma; {src_fmt} evidence has no luma plane")
             from forensic_vsr.models.runner import PlaneUpscaler
 
             self.net = PlaneUpscaler(model, recipe.device, tile=recipe.tile, batch=recipe.batch)

@@ -42,3 +42,13 @@ def test_still_is_a_one_frame_stream_with_ffmpegs_framehash(ext: str, photo, tmp
     if ext == "png":
         text = subprocess.run(["pdftotext", str(bundle / "report.pdf"), "-"], capture_output=True, text=True, check=True).stdout
         assert "a still image: one frame" in " ".join(text.split())
+
+
+@pytest.mark.parametrize(("model", "scale"), [("mfsr-x2", "2"), ("integrate", "1"), ("deblur", "1")])
+def test_luma_operations_refuse_rgb_evidence_in_one_line(model: str, scale: str, photo, tmp_path: Path, keypair) -> None:  # type: ignore[no-untyped-def]
+    still = tmp_path / "evidence.png"  # PNG decodes as packed rgb24: no luma plane
+    assert cv2.imwrite(str(still), photo)
+    args = ["--model", model, "--scale", scale, "--mode", "investigative"]
+    proc = run_fvsr("enhance", still, "-o", tmp_path / "b", "--key", keypair[0], *args)
+    assert proc.returncode != 0 and "has no luma plane" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "b").exists()
