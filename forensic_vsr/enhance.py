@@ -450,8 +450,9 @@ def _enhance_frames(
                         f"policy's {consistency['max_rms_residual']}"
                     )
                 encoder.submit(out_planes, pts)  # hashed, encoded and checked on the worker threads
+                extra = operation.extras((index, pts))  # taken even without maps: nothing piles up
                 if maps is not None:
-                    mapper.submit(planes[0], map_plane, pts, operation.extras((index, pts)))
+                    mapper.submit(planes[0], map_plane, pts, extra)
                 if warp is not None:
                     warp.add(
                         planes[0] if planes[0].ndim == 2 else planes[0][..., 0],
@@ -549,7 +550,9 @@ def _stage(model: ResolvedModel, recipe: Recipe, src_fmt: str, siting: str, widt
         "deinterlace": _DeinterlaceOperation,
     }.get(_task(model), _FrameOperation)
     sub = dataclasses.replace(recipe, model=model.id, scale=1, pre_ops=())
-    return kind(model, sub, src_fmt, siting, width, height, False, [])
+    stage = kind(model, sub, src_fmt, siting, width, height, False, [])
+    stage.keep_maps = False
+    return stage
 
 
 class _Chain:
@@ -864,6 +867,7 @@ class _FrameOperation:
     frames_per_input = 1
     stream_field_order: str | None = None
     field_ticks = 1
+    keep_maps = True  # False for a step before the main one: its extra maps are not written
 
     def deinterlace_record(self) -> dict[str, Any] | None:
         return None
@@ -1098,7 +1102,8 @@ class _IntegrateOperation(_WindowOperation):
         levels = vmax / 255.0
         mean, stats = integrate(lumas, ref, self.ecc_threshold, self.outlier_levels * levels, self.motion)
         out_luma = np.clip(np.rint(mean), 0, vmax).astype(planes[0].dtype)
-        self.maps_of[key] = {"count": stats.count.astype(np.float32), "spread": (stats.spread / levels).astype(np.float32)}
+        if self.keep_maps:
+            self.maps_of[key] = {"count": stats.count.astype(np.float32), "spread": (stats.spread / levels).astype(np.float32)}
         self.per_frame.append(
             {
                 "frame": key[0],
