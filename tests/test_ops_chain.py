@@ -47,7 +47,8 @@ def test_chain_equals_the_steps_run_one_by_one(tmp_path: Path, interlaced: Path,
     step = record(chained, "step.run")["predicate"]["runDetails"]["byproducts"][0]["annotations"]
     assert [p["model"] for p in step["pre_operations"]] == ["deinterlace", "deblur"] and step["frames_per_input"] == 2
     assert step["pre_operations"][1]["deblur"]["psf"]["length"] == 3.0
-    assert run_fvsr("verify", chained, "--pubkey", keypair[1]).returncode == 0
+    again = run_fvsr("verify", chained, "--pubkey", keypair[1], "--evidence", interlaced, "--reproduce")
+    assert again.returncode == 0 and "16 output frames reproduced bit-exactly" in again.stdout, again.stdout
 
 
 def test_a_refused_step_refuses_the_chain(tmp_path: Path, interlaced: Path, keypair) -> None:  # type: ignore[no-untyped-def]
