@@ -205,10 +205,9 @@ def _train_head(args: argparse.Namespace, card: Any, run: Callable[[Any], Any], 
     """Train the Laplace scale head on the frozen model, over the *training* images of
     --head-from (never the calibration set), save it beside the card, and return its card
     entry and the scale function it gives."""
-    import hashlib
-
     import torch
 
+    from forensic_vsr.media import file_sha256
     from forensic_vsr.training import data as tdata
     from forensic_vsr.training.train import load_config
     from forensic_vsr.uncertainty_head import NAME, LearnedScale, train_head, training_patches
@@ -225,7 +224,7 @@ def _train_head(args: argparse.Namespace, card: Any, run: Callable[[Any], Any], 
     os.replace(tmp, path)
     entry = {
         "file": name,
-        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        "sha256": file_sha256(path),
         "architecture": {"name": NAME, "params": {"channels": 16, "layers": 4}},
         "training": {
             "loss": "Laplace negative log-likelihood |x - x_hat| / b + log b, model frozen",

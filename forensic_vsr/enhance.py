@@ -26,6 +26,7 @@ import logging
 import math
 import os
 import shutil
+from collections.abc import Iterable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -363,14 +364,7 @@ def _enhance_frames(
         consistency = decision.policy.rules["data_consistency"]
         project = _luma_model(model) and recipe_facts(recipe, model).data_consistency_available
         residuals: list[float] = []
-        kind = {
-            "multiframe-sr": _MultiFrameOperation,
-            "deblur": _DeblurOperation,
-            "stabilise": _StabiliseOperation,
-            "integrate": _IntegrateOperation,
-            "deinterlace": _DeinterlaceOperation,
-        }.get(_task(model), _FrameOperation)
-        operation = kind(model, recipe, src_fmt, siting, out_w, out_h, project, residuals)
+        operation = _operation_class(model)(model, recipe, src_fmt, siting, out_w, out_h, project, residuals)
         stages = [_stage(m, recipe, src_fmt, siting, info.width, info.height) for m in pre_models(recipe)]
         for stage in [*stages, operation]:
             stage.stream_field_order = info.field_order
@@ -538,19 +532,25 @@ def _enhance_frames(
         "temporal_consistency": warp.result() if warp is not None else None,
         "maps": maps_step,
     }
-    return step, _output_framehash(bundle, out_w, out_h)
+    return step, _output_framehash(bundle)
 
 
-def _stage(model: ResolvedModel, recipe: Recipe, src_fmt: str, siting: str, width: int, height: int) -> _FrameOperation:
-    """A x1 operation run before the main one (--ops)."""
-    kind = {
+def _operation_class(model: ResolvedModel) -> type[_FrameOperation]:
+    """The frame operation that runs a model, by its card's task (networks and classical
+    interpolation: the base class)."""
+    return {
+        "multiframe-sr": _MultiFrameOperation,
         "deblur": _DeblurOperation,
         "stabilise": _StabiliseOperation,
         "integrate": _IntegrateOperation,
         "deinterlace": _DeinterlaceOperation,
     }.get(_task(model), _FrameOperation)
+
+
+def _stage(model: ResolvedModel, recipe: Recipe, src_fmt: str, siting: str, width: int, height: int) -> _FrameOperation:
+    """A x1 operation run before the main one (--ops)."""
     sub = dataclasses.replace(recipe, model=model.id, scale=1, pre_ops=())
-    stage = kind(model, sub, src_fmt, siting, width, height, False, [])
+    stage = _operation_class(model)(model, sub, src_fmt, siting, width, height, False, [])
     stage.keep_maps = False
     return stage
 
@@ -697,29 +697,9 @@ class _MapsWriter:
         files: dict[str, Any] = {}
         for name in self.names:
             video = f"maps/{name}.mkv"
-            leaves = []
-            with (
-                VideoReader(self.bundle.path(video)) as reader,
-                open(self.bundle.path(f"maps/{name}.framehash"), "w", encoding="ascii") as out,
-            ):
-                info = reader.info
-                mapper = TimestampMapper(info.time_base, info.guessed_rate)
-                head = header(
-                    time_base=mapper.out_tb,
-                    width=info.width,
-                    height=info.height,
-                    sar=info.sample_aspect_ratio,
-                    software=f"forensic-vsr {__version__}",
-                )
-                out.write("\n".join(head) + "\n")
-                stamps = list(reader.packet_timestamps())  # demuxed, not decoded: FFV1 packets are frames
-                if len(stamps) != len(self.hashes[name]) or len(stamps) != self.count:
-                    raise IntegrityError(f"{video}: {len(stamps)} frames stored, {self.count} written")
-                for pts, (sha256, size) in zip(stamps, self.hashes[name], strict=True):
-                    dts, out_pts, duration = mapper.map(pts)
-                    line = FrameHash(0, dts, out_pts, duration, size, sha256).line()
-                    out.write(line + "\n")
-                    leaves.append(merkle.hash_leaf(line.encode()))
+            if len(self.hashes[name]) != self.count:
+                raise IntegrityError(f"{video}: {len(self.hashes[name])} frames encoded, {self.count} written")
+            leaves = _framehash_from_stored(self.bundle.path(video), self.bundle.path(f"maps/{name}.framehash"), self.hashes[name])
             files[name] = {
                 "video": video,
                 "framehash": f"maps/{name}.framehash",
@@ -1266,39 +1246,44 @@ class _DeblurOperation(_FrameOperation):
         return done
 
 
-def _output_framehash(bundle: _Bundle, width: int, height: int) -> list[bytes]:
-    """output.framehash from the master's stored timestamps (read by demuxing) and the frame
-    hashes proven by the round trip; `fvsr verify` re-derives it by decoding the file."""
-    leaf_hashes: list[bytes] = []
-    with (
-        VideoReader(bundle.path("output/master.mkv")) as reader,
-        open(bundle.path(".output-hashes"), encoding="ascii") as hashes,
-        open(bundle.path("output.framehash"), "w", encoding="ascii") as out,
-    ):
+def _framehash_from_stored(video: Path, sidecar: Path, hashes: Iterable[tuple[str, int]]) -> list[bytes]:
+    """Write `sidecar` (a framehash file) for an intra-only video we encoded: timestamps read by
+    demuxing (no decode), frame hashes and sizes as computed from the planes before encoding,
+    frame for frame; returns the Merkle leaf hashes. `fvsr verify` re-derives it by decoding."""
+    leaves: list[bytes] = []
+    with VideoReader(video) as reader, open(sidecar, "w", encoding="ascii") as out:
         info = reader.info
         mapper = TimestampMapper(info.time_base, info.guessed_rate)
-        out.write(
-            "\n".join(
-                header(
-                    time_base=mapper.out_tb,
-                    width=width,
-                    height=height,
-                    sar=info.sample_aspect_ratio,
-                    software=f"forensic-vsr {__version__}",
-                )
-            )
-            + "\n"
+        head = header(
+            time_base=mapper.out_tb,
+            width=info.width,
+            height=info.height,
+            sar=info.sample_aspect_ratio,
+            software=f"forensic-vsr {__version__}",
         )
+        out.write("\n".join(head) + "\n")
+        expected = iter(hashes)
         for pts in reader.packet_timestamps():
-            sha256, size = hashes.readline().split()
+            stored = next(expected, None)
+            if stored is None:
+                raise IntegrityError(f"{video.name} holds more frames than were encoded")
             dts, out_pts, duration = mapper.map(pts)
-            line = FrameHash(0, dts, out_pts, duration, int(size), sha256).line()
+            line = FrameHash(0, dts, out_pts, duration, int(stored[1]), stored[0]).line()
             out.write(line + "\n")
-            leaf_hashes.append(merkle.hash_leaf(line.encode()))
-        if hashes.readline():
-            raise IntegrityError(f"master.mkv holds only {len(leaf_hashes)} frames")
+            leaves.append(merkle.hash_leaf(line.encode()))
+        if next(expected, None) is not None:
+            raise IntegrityError(f"{video.name} holds only {len(leaves)} frames")
+    return leaves
+
+
+def _output_framehash(bundle: _Bundle) -> list[bytes]:
+    """output.framehash from the master's stored timestamps and the frame hashes proven by the
+    round trip."""
+    with open(bundle.path(".output-hashes"), encoding="ascii") as f:
+        stored = ((sha, int(size)) for sha, size in (line.split() for line in f))
+        leaves = _framehash_from_stored(bundle.path("output/master.mkv"), bundle.path("output.framehash"), stored)
     bundle.path(".output-hashes").unlink()
-    return leaf_hashes
+    return leaves
 
 
 def _file_entry(bundle: _Bundle, name: str) -> dict[str, Any]:

@@ -14,7 +14,6 @@ before use."""
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from forensic_vsr.errors import IntegrityError, UsageError
+from forensic_vsr.media import file_sha256
 from forensic_vsr.ops.degrade import downscale
 from forensic_vsr.ops.resample import upscale_plane
 from forensic_vsr.uncertainty import ExactMaps
@@ -66,10 +66,10 @@ class LearnedScale:
     def __init__(self, entry: dict[str, Any], card_dir: Path, scale: int) -> None:
         path = card_dir / entry["file"]
         try:
-            raw = path.read_bytes()
+            digest = file_sha256(path)
         except OSError as exc:
             raise UsageError(f"uncertainty head {path}: cannot read ({exc.strerror})") from None
-        if hashlib.sha256(raw).hexdigest() != entry["sha256"]:
+        if digest != entry["sha256"]:
             raise IntegrityError(f"uncertainty head {path.name}: sha256 does not match the card; refusing to use it")
         params = entry.get("architecture", {}).get("params", {})
         self.net = ScaleHead(int(params.get("channels", 16)), int(params.get("layers", 4)))

@@ -12,7 +12,6 @@ evidential policy refuses, and why its card says `class: generative`."""
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from forensic_vsr.errors import UsageError
+from forensic_vsr.media import file_sha256
 
 
 class PatchDiscriminator(nn.Module):
@@ -51,7 +51,7 @@ def load_init(spec: dict[str, Any], config_dir: Path) -> dict[str, torch.Tensor]
     """The generator's starting weights, checked against the sha256 the config pins."""
     path = (config_dir / spec["weights"]).resolve()
     try:
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        digest = file_sha256(path)
     except OSError as exc:
         raise UsageError(f"init weights {path}: cannot read ({exc.strerror})") from None
     if digest != spec["sha256"]:
