@@ -92,6 +92,16 @@ def _roi(text: str | None) -> tuple[int, int, int, int] | None:
     return x, y, w, h
 
 
+def _write_json(path: str, obj: Any) -> None:
+    """A benchmark's --json output, written atomically."""
+    import json
+
+    out = Path(path)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2) + "\n")
+    os.replace(tmp, out)
+
+
 def _cmd_policy_explain(args: argparse.Namespace) -> int:
     from forensic_vsr.enhance import decide_recipe
 
@@ -146,7 +156,6 @@ def _projected(net: Any) -> Callable[[Any], Any]:
 
 
 def _cmd_bench_sr(args: argparse.Namespace) -> int:
-    import json
 
     from forensic_vsr.benchmark import classical_luma, evaluate, load_images
     from forensic_vsr.models.registry import registry, resolve
@@ -179,10 +188,7 @@ def _cmd_bench_sr(args: argparse.Namespace) -> int:
     for r in rows:
         print(f"{r.model:<24} {'x' + str(r.scale):>5} {r.images:>6} {r.psnr_y:>8.3f} {r.ssim_y:>7.4f}")
     if args.json:
-        out = Path(args.json)
-        tmp = out.with_name(out.name + ".tmp")
-        tmp.write_text(json.dumps({"images_dir": str(args.images), "results": [r.to_json() for r in rows]}, indent=2) + "\n")
-        os.replace(tmp, out)
+        _write_json(args.json, {"images_dir": str(args.images), "results": [r.to_json() for r in rows]})
     return 0
 
 
@@ -288,7 +294,6 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench_mfsr(args: argparse.Namespace) -> int:
-    import json
 
     from forensic_vsr.benchmark import load_images, multiframe_benchmark
     from forensic_vsr.models.registry import registry
@@ -308,12 +313,11 @@ def _cmd_bench_mfsr(args: argparse.Namespace) -> int:
         print(f"{name:<18} {value:>8.3f}")
     print(f"gain over bicubic: {result['gain_over_bicubic_db']:+.3f} dB; neighbours registered {result['neighbours_registered']}")
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+        _write_json(args.json, result)
     return 0
 
 
 def _cmd_bench_deblur(args: argparse.Namespace) -> int:
-    import json
 
     from forensic_vsr.benchmark import deblur_benchmark, load_images
 
@@ -325,12 +329,11 @@ def _cmd_bench_deblur(args: argparse.Namespace) -> int:
         print(f"{name:<28} {row['blurred_psnr_y']:>8.3f} {row['known_psf_psnr_y']:>8.3f} {row['estimated_psf_psnr_y']:>8.3f}")
     print(f"mean gain: known PSF {result['mean_gain_known']:+.3f} dB, estimated PSF {result['mean_gain_estimated']:+.3f} dB")
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+        _write_json(args.json, result)
     return 0
 
 
 def _cmd_bench_restore(args: argparse.Namespace) -> int:
-    import json
 
     from forensic_vsr.benchmark import restore_benchmark
     from forensic_vsr.models.registry import resolve
@@ -349,12 +352,11 @@ def _cmd_bench_restore(args: argparse.Namespace) -> int:
         f"restored {result['psnr_y_restored']:.3f} dB, gain {result['gain_db']:+.3f} dB"
     )
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+        _write_json(args.json, result)
     return 0
 
 
 def _cmd_bench_uncertainty(args: argparse.Namespace) -> int:
-    import json
 
     from forensic_vsr.benchmark import load_images, rgb_to_y
     from forensic_vsr.calibration import evaluate, make_sample
@@ -391,10 +393,7 @@ def _cmd_bench_uncertainty(args: argparse.Namespace) -> int:
         f"{row['spearman_S_abs_error']:>10.3f}"
     )
     if args.json:
-        out = Path(args.json)
-        tmp = out.with_name(out.name + ".tmp")
-        tmp.write_text(json.dumps(row, indent=2) + "\n")
-        os.replace(tmp, out)
+        _write_json(args.json, row)
     return 0
 
 

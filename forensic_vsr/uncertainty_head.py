@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from forensic_vsr.errors import IntegrityError, UsageError
-from forensic_vsr.media import file_sha256
+from forensic_vsr.errors import UsageError
+from forensic_vsr.models.arch import load_pinned
 from forensic_vsr.ops.degrade import downscale
 from forensic_vsr.ops.resample import upscale_plane
 from forensic_vsr.uncertainty import ExactMaps
@@ -64,16 +64,10 @@ class LearnedScale:
     """u(x̂, y, S) from a head file, checked against the sha256 its card entry pins."""
 
     def __init__(self, entry: dict[str, Any], card_dir: Path, scale: int) -> None:
-        path = card_dir / entry["file"]
-        try:
-            digest = file_sha256(path)
-        except OSError as exc:
-            raise UsageError(f"uncertainty head {path}: cannot read ({exc.strerror})") from None
-        if digest != entry["sha256"]:
-            raise IntegrityError(f"uncertainty head {path.name}: sha256 does not match the card; refusing to use it")
+        state = load_pinned(card_dir / entry["file"], entry["sha256"], "uncertainty head")
         params = entry.get("architecture", {}).get("params", {})
         self.net = ScaleHead(int(params.get("channels", 16)), int(params.get("layers", 4)))
-        self.net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True), strict=True)
+        self.net.load_state_dict(state, strict=True)
         self.net.eval()
         self.scale = scale
 

@@ -73,6 +73,21 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
+def load_pinned(path: Path, sha256: str, what: str) -> dict[str, torch.Tensor]:
+    """A tensor state dict that must have the sha256 its card or config pins; checked before
+    anything is unpickled."""
+    from forensic_vsr.errors import IntegrityError
+    from forensic_vsr.media import file_sha256
+
+    try:
+        digest = file_sha256(path)
+    except OSError as exc:
+        raise UsageError(f"{what} {path}: cannot read ({exc.strerror})") from None
+    if digest != sha256:
+        raise IntegrityError(f"{what} {path.name}: sha256 {digest[:16]}… is not the pinned {sha256[:16]}…; refusing to load it")
+    return load_state_dict(path)
+
+
 def detect_architecture(path: Path) -> dict[str, Any]:
     """Infer the architecture and hyper-parameters of a weights file from its tensor shapes."""
     state = load_state_dict(path)

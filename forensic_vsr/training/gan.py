@@ -19,8 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from forensic_vsr.errors import UsageError
-from forensic_vsr.media import file_sha256
+from forensic_vsr.models.arch import load_pinned
 
 
 class PatchDiscriminator(nn.Module):
@@ -49,14 +48,7 @@ class PatchDiscriminator(nn.Module):
 
 def load_init(spec: dict[str, Any], config_dir: Path) -> dict[str, torch.Tensor]:
     """The generator's starting weights, checked against the sha256 the config pins."""
-    path = (config_dir / spec["weights"]).resolve()
-    try:
-        digest = file_sha256(path)
-    except OSError as exc:
-        raise UsageError(f"init weights {path}: cannot read ({exc.strerror})") from None
-    if digest != spec["sha256"]:
-        raise UsageError(f"init weights {path}: sha256 {digest[:16]}… is not the config's {spec['sha256'][:16]}…")
-    return torch.load(path, map_location="cpu", weights_only=True)
+    return load_pinned((config_dir / spec["weights"]).resolve(), spec["sha256"], "init weights")
 
 
 class GanLoss:
