@@ -12,7 +12,7 @@ import pytest
 
 from forensic_vsr.benchmark import psnr
 from forensic_vsr.media import VideoReader, frame_planes
-from forensic_vsr.ops.deblur import blur, defocus_psf, estimate_psf, motion_psf, noise_sigma, ringing, wiener
+from forensic_vsr.ops.deblur import blur, defocus_psf, estimate_psf, motion_psf, noise_sigma, richardson_lucy, ringing, wiener
 from tests.conftest import run_fvsr
 
 
@@ -67,6 +67,14 @@ def test_wiener_with_the_true_psf_restores(sharp: np.ndarray, psf) -> None:  # t
     c = (slice(12, -12), slice(12, -12))
     assert psnr(x[c], sharp[c]) > psnr(y[c], sharp[c]) + 3.0
     assert ringing(y, x) >= 0.0
+
+
+def test_richardson_lucy_with_tv_restores(sharp: np.ndarray) -> None:
+    psf = motion_psf(9, 0)
+    y = _blurred(sharp, psf)
+    x = np.clip(np.rint(richardson_lucy(y, psf, iterations=30)), 0, 255)
+    c = (slice(12, -12), slice(12, -12))
+    assert psnr(x[c], sharp[c]) > psnr(y[c], sharp[c]) + 1.5
 
 
 def test_blind_estimate_finds_a_motion_blur(sharp: np.ndarray) -> None:
