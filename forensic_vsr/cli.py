@@ -156,7 +156,6 @@ def _projected(net: Any) -> Callable[[Any], Any]:
 
 
 def _cmd_bench_sr(args: argparse.Namespace) -> int:
-
     from forensic_vsr.benchmark import classical_luma, evaluate, load_images
     from forensic_vsr.models.registry import registry, resolve
     from forensic_vsr.ops.resample import KERNEL_SUPPORT
@@ -294,7 +293,6 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench_mfsr(args: argparse.Namespace) -> int:
-
     from forensic_vsr.benchmark import load_images, multiframe_benchmark
     from forensic_vsr.models.registry import registry
     from forensic_vsr.ops.mfsr import MfsrParams
@@ -318,7 +316,6 @@ def _cmd_bench_mfsr(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench_deblur(args: argparse.Namespace) -> int:
-
     from forensic_vsr.benchmark import deblur_benchmark, load_images
 
     result = deblur_benchmark(load_images(Path(args.images)), noise=args.noise, seed=args.seed)
@@ -334,7 +331,6 @@ def _cmd_bench_deblur(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench_restore(args: argparse.Namespace) -> int:
-
     from forensic_vsr.benchmark import restore_benchmark
     from forensic_vsr.models.registry import resolve
     from forensic_vsr.models.runner import PlaneUpscaler
@@ -357,7 +353,6 @@ def _cmd_bench_restore(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench_uncertainty(args: argparse.Namespace) -> int:
-
     from forensic_vsr.benchmark import load_images, rgb_to_y
     from forensic_vsr.calibration import evaluate, make_sample
     from forensic_vsr.models.registry import registry
