@@ -37,9 +37,13 @@ LAMBDA_GRID = np.concatenate([np.arange(0.05, 4.0, 0.01), np.arange(4.0, 40.0, 0
 
 def interval_scale(x_hat: np.ndarray, s: np.ndarray) -> np.ndarray:
     x = x_hat.astype(np.float32)
-    gx = cv2.Sobel(x, cv2.CV_32F, 1, 0, ksize=3, borderType=cv2.BORDER_REFLECT) / 8
-    gy = cv2.Sobel(x, cv2.CV_32F, 0, 1, ksize=3, borderType=cv2.BORDER_REFLECT) / 8
-    return 1.0 + s + 0.5 * np.sqrt(gx * gx + gy * gy)
+    # Sobel / 8 is the gradient in levels per sample; the formula takes half its magnitude
+    gx = cv2.Sobel(x, cv2.CV_32F, 1, 0, ksize=3, scale=1 / 16, borderType=cv2.BORDER_REFLECT)
+    gy = cv2.Sobel(x, cv2.CV_32F, 0, 1, ksize=3, scale=1 / 16, borderType=cv2.BORDER_REFLECT)
+    u = cv2.magnitude(gx, gy)
+    u += s
+    u += 1.0
+    return u
 
 
 @dataclass(frozen=True)

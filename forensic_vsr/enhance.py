@@ -655,16 +655,16 @@ class _MapsWriter:
         if y.ndim == 3:
             y, x_hat = y[..., 0], x_hat[..., 0]
         s, r = self.exact.compute(y, x_hat, self.vmax)
-        layers = [s, r]
+        layers = [(s, 1.0), (r, 1.0)]
         if self.calibration:
             from forensic_vsr.calibration import interval_scale
 
             x8 = x_hat.astype(np.float32) * (255.0 / self.vmax)
             u = interval_scale(x8, s) if self.head is None else self.head(x8, y.astype(np.float32) * (255.0 / self.vmax), s)
-            layers.append(self.calibration["lambda"] * u)
-        layers += [(extra or {})[name] for name in self.names[len(layers) :]]
-        for name, levels in zip(self.names, layers, strict=True):
-            plane = to_gray16(levels)
+            layers.append((u, self.calibration["lambda"]))  # half-width lambda * u
+        layers += [((extra or {})[name], 1.0) for name in self.names[len(layers) :]]
+        for name, (levels, factor) in zip(self.names, layers, strict=True):
+            plane = to_gray16(levels, factor)
             self.encoders[name].submit(name, plane, pts)  # hashed and encoded on the map's own thread
         stats = flagged_regions(s, self.threshold)
         stats = {"frame": self.count, "pts": pts, "r_max": round(float(r.max()), 4), **stats}
@@ -725,6 +725,7 @@ class _MapsWriter:
             },
             "units": "8-bit levels",
             "storage": f"FFV1 gray16le, sample = round(levels * {self.map_scale}), clipped at 65535",
+            "scale": self.map_scale,
             "files": files,
             "flagged": {
                 "file": "maps/flagged.json",
@@ -1469,7 +1470,8 @@ def _write_report(
         frames[f"requested frame {n}"] = n
     threshold = maps["flagged"]["threshold_levels"] if maps else 8.0
     per_input = int(step.get("frames_per_input", 1))
-    stills = json.loads(dsse.canonical_json(make_stills(bundle.dir, evidence, frames, start, threshold, per_input)))
+    map_scale = maps.get("scale") if maps else None
+    stills = json.loads(dsse.canonical_json(make_stills(bundle.dir, evidence, frames, start, threshold, per_input, map_scale)))
     refs = list(model.card.data.get("references", [])) if model.card is not None and (_luma_model(model) or recipe.scale == 1) else []
     records = report_records(chain.bodies, examiner.name, chain.signer.keyid, refs)
     head = chain.digests[-1]

@@ -93,7 +93,7 @@ def _brief(record: dict[str, Any], limit: int = 900) -> str:
 
 
 def make_stills(
-    bundle: Path, evidence: Path, frames: dict[str, int], start: int, threshold: float, per_input: int = 1
+    bundle: Path, evidence: Path, frames: dict[str, int], start: int, threshold: float, per_input: int = 1, map_scale: float | None = None
 ) -> list[dict[str, Any]]:
     """Write stills/NNNNNN-{evidence,enhanced,overlay}.png for the given output-frame indices
     (labels: first, middle, most-flagged, requested) and return their records. Output frame i
@@ -105,6 +105,7 @@ def make_stills(
     from forensic_vsr.media import VideoReader, frame_planes, planes_sha256
     from forensic_vsr.uncertainty import MAP_SCALE
 
+    map_scale = map_scale or MAP_SCALE
     wanted = sorted(set(frames.values()))
     out_dir = bundle / "stills"
     out_dir.mkdir(exist_ok=True)
@@ -131,7 +132,7 @@ def make_stills(
                 i = decoded.index - offset
                 if i in wanted:
                     if kind == "s":
-                        grabbed[kind][i] = frame_planes(decoded.frame)[0].astype(np.float32) / MAP_SCALE
+                        grabbed[kind][i] = frame_planes(decoded.frame)[0].astype(np.float32) / map_scale
                     else:
                         grabbed[kind][i] = decoded.frame.to_ndarray(format="rgb24")
                         if kind == "enhanced":

@@ -11,7 +11,7 @@ input y, split x̂ along the range and null space of A:
                            reproduces the input exactly; after data-consistency projection only
                            8-bit rounding is left).
 
-A† = Wᵀ(WWᵀ)⁻¹ per axis (A is separable), computed exactly once per frame size. Both maps are in
+A† = Wᵀ(WWᵀ)⁻¹ per axis (A is separable), applied as short filters (ops.consistency.FilterOperator). Both maps are in
 8-bit levels at output resolution, whatever the bit depth. Flagged regions: 8-connected regions
 where S exceeds a threshold (policy `flag_threshold_levels`, default 8 levels)."""
 
@@ -23,10 +23,14 @@ from typing import Any
 import cv2
 import numpy as np
 
-from forensic_vsr.ops.consistency import OPERATOR, _axis
+from forensic_vsr.ops.consistency import OPERATOR, FilterOperator, _axis
 
 DEFAULT_FLAG_THRESHOLD = 8.0
-MAP_SCALE = 16  # stored sample = round(value_in_8bit_levels * 16), gray16: 1/16-level steps up to 4095.9 levels
+# stored sample = round(value_in_8bit_levels * 4), gray16: quarter-level steps up to 16383.75 levels.
+# A quarter level resolves 32 steps below the default flag threshold and the rounding residual
+# of a consistent output (R ~ 0.1-0.5 levels); finer steps only store float noise, which costs
+# FFV1 twice the time and size (1/16: 10 ms and 255 KiB per 1280x544 S frame; 1/4: 5 ms, 125 KiB).
+MAP_SCALE = 4
 MAX_BOXES = 16
 
 
@@ -40,41 +44,57 @@ class ExactMaps:
     def __post_init__(self) -> None:
         if self.height % self.scale or self.width % self.scale:
             raise ValueError(f"output {self.width}x{self.height} is not a multiple of the scale {self.scale}")
-        wy, py = _axis(self.height, self.scale, self.operator)
-        wx, px = _axis(self.width, self.scale, self.operator)
-        # float32 for speed: the maps are stored at 1/256 of a level, far above float32's error
-        self._wy, self._py = wy.astype(np.float32), py.astype(np.float32)
-        self._wxt, self._pxt = np.ascontiguousarray(wx.T, np.float32), np.ascontiguousarray(px.T, np.float32)
+        # A, Aᵀ and (AAᵀ)⁻¹ as short filters (ops.consistency.FilterOperator: the same operator
+        # to float32 precision, ~30x fewer operations); dense matrices for frames too small for them
+        fits = FilterOperator.fits(self.height, self.width, self.scale, self.operator)
+        self._filters = FilterOperator(self.height, self.width, self.scale, self.operator) if fits else None
+        if self._filters is None:
+            wy, py = _axis(self.height, self.scale, self.operator)
+            wx, px = _axis(self.width, self.scale, self.operator)
+            self._wy, self._py = wy.astype(np.float32), py.astype(np.float32)
+            self._wxt, self._pxt = np.ascontiguousarray(wx.T, np.float32), np.ascontiguousarray(px.T, np.float32)
 
     def degrade(self, x: np.ndarray) -> np.ndarray:
-        return self._wy @ x @ self._wxt
+        return self._filters.degrade(x) if self._filters else self._wy @ x @ self._wxt
 
     def pinv(self, r: np.ndarray) -> np.ndarray:
-        return self._py @ r @ self._pxt
+        return self._filters.pinv(r) if self._filters else self._py @ r @ self._pxt
 
     def compute(self, y: np.ndarray, x_hat: np.ndarray, max_value: int = 255) -> tuple[np.ndarray, np.ndarray]:
         """(S, R) in 8-bit levels for input plane `y` and output plane `x_hat` (native samples)."""
         unit = np.float32(255.0 / max_value)
-        x = x_hat.astype(np.float32) * unit
-        ax = self.degrade(x)
-        s = np.abs(x - self.pinv(ax))
-        r = np.abs(self.pinv(y.astype(np.float32) * unit - ax))
+        x = np.multiply(x_hat, unit, dtype=np.float32)
+        p_ax = self.pinv(self.degrade(x))
+        s = np.subtract(x, p_ax, out=x)
+        np.abs(s, out=s)
+        r = self.pinv(np.multiply(y, unit, dtype=np.float32))
+        r -= p_ax
+        np.abs(r, out=r)
         return s, r
 
 
-def to_gray16(levels: np.ndarray) -> np.ndarray:
-    return np.clip(np.rint(levels * MAP_SCALE), 0, 65535).astype("<u2")
+def to_gray16(levels: np.ndarray, factor: float = 1.0) -> np.ndarray:
+    """round(levels * factor * MAP_SCALE), half to even, saturated to [0, 65535], in one pass."""
+    return cv2.multiply(np.asarray(levels, np.float32), float(factor) * MAP_SCALE, dtype=cv2.CV_16U)
 
 
 def flagged_regions(s: np.ndarray, threshold: float) -> dict[str, Any]:
     """Per-frame statistics of the 8-connected regions where `s` > threshold."""
     mask = (s > threshold).astype(np.uint8)
-    n, _labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    flagged = int(np.count_nonzero(mask))
+    # label only the bounding rectangle of the flagged pixels (most frames have few or none)
+    x0, y0, w, h = cv2.boundingRect(mask) if flagged else (0, 0, 0, 0)
+    if flagged:
+        n, _labels, stats, _ = cv2.connectedComponentsWithStats(mask[y0 : y0 + h, x0 : x0 + w], connectivity=8)
+        stats[:, cv2.CC_STAT_LEFT] += x0
+        stats[:, cv2.CC_STAT_TOP] += y0
+    else:
+        n, stats = 1, np.zeros((1, 5), np.int32)
     areas = stats[1:, cv2.CC_STAT_AREA]
     order = np.argsort(-areas, kind="stable")[:MAX_BOXES] + 1
     regions = [stats[i] for i in order]
     return {
-        "fraction_flagged": round(float(np.count_nonzero(mask)) / mask.size, 6),
+        "fraction_flagged": round(flagged / mask.size, 6),
         "regions": n - 1,
         "largest_region_px": int(areas.max()) if n > 1 else 0,
         "s_max": round(float(s.max()), 3),

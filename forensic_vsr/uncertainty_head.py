@@ -32,6 +32,7 @@ from forensic_vsr.uncertainty import ExactMaps
 
 NAME = "fvsr-laplace-scale-head"
 FLOOR = 0.25  # smallest scale, in 8-bit levels
+STRIP_ROWS = 64  # rows per evaluation strip (bench: 64 was fastest of 16-128 at 1280 columns)
 HEAD_FORMULA = "u = b(x_hat, bicubic(y), S, |grad x_hat|): learned Laplace scale head on the frozen model (8-bit levels)"
 
 
@@ -70,11 +71,21 @@ class LearnedScale:
         self.net.load_state_dict(state, strict=True)
         self.net.eval()
         self.scale = scale
+        self.radius = int(params.get("layers", 4))  # one sample per 3x3 convolution
 
     def __call__(self, x_hat: np.ndarray, lr: np.ndarray, s: np.ndarray) -> np.ndarray:
+        """The head over the frame in strips of STRIP_ROWS rows, each with `radius` rows of
+        context above and below (zero padding only at the frame's own edges, as for the whole
+        frame): the same values, 3-5x faster on CPU because a strip's activations stay in cache."""
         f = torch.from_numpy(features(x_hat, lr, s, self.scale))[None]
+        h = f.shape[2]
+        out = np.empty(f.shape[2:], np.float32)
         with torch.inference_mode():
-            return self.net(f)[0, 0].numpy()
+            for top in range(0, h, STRIP_ROWS):
+                bottom = min(top + STRIP_ROWS, h)
+                a, b = max(top - self.radius, 0), min(bottom + self.radius, h)
+                out[top:bottom] = self.net(f[:, :, a:b])[0, 0, top - a : bottom - a].numpy()
+        return out
 
 
 def training_patches(

@@ -162,3 +162,26 @@ def test_shipped_cards_carry_calibration():
             entry = cards[model_id].data["uncertainty"][scale]
             assert entry["alpha"] == 0.1 and entry["delta"] == 0.1 and entry["tiles"] > 1000
             assert all(f["file"].startswith("scratch=") for f in entry["calibration_files"])  # never a benchmark
+
+
+def test_learned_head_in_strips_equals_the_whole_frame():
+    """The shipped x2 head, evaluated in strips with context rows (as the pipeline does), gives
+    the whole-frame convolution's values, strip seams included."""
+    import torch
+
+    from forensic_vsr.models.registry import registry
+    from forensic_vsr.uncertainty import ExactMaps
+    from forensic_vsr.uncertainty_head import STRIP_ROWS, LearnedScale, features
+
+    card = registry()["fidelity-sr-x2"]
+    head = LearnedScale(card.data["uncertainty"]["x2"]["head"], card.path.parent, 2)
+    rng = np.random.default_rng(11)
+    h, w = 2 * STRIP_ROWS + 30, 96  # three strips, the last one short
+    lr = cv2.GaussianBlur(rng.uniform(0, 255, (h // 2, w // 2)), (0, 0), 1.5)
+    x_hat = cv2.resize(lr, (w, h), interpolation=cv2.INTER_CUBIC).astype(np.float32)
+    s, _ = ExactMaps(h, w, 2).compute(lr, x_hat)
+    with torch.inference_mode():
+        whole = head.net(torch.from_numpy(features(x_hat, lr, s, 2))[None])[0, 0].numpy()
+    strips = head(x_hat, lr.astype(np.float32), s)
+    assert strips.shape == (h, w)
+    np.testing.assert_allclose(strips, whole, rtol=0, atol=1e-5)

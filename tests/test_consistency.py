@@ -82,3 +82,66 @@ def test_exact_maps_match_the_definitions_and_flag_regions():
     stats = flagged_regions(s, threshold=float(np.percentile(s, 90)))
     assert 0.05 < stats["fraction_flagged"] <= 0.11 and stats["regions"] >= 1
     assert stats["largest_region_px"] == stats["boxes"][0]["area"]
+
+
+@pytest.mark.parametrize("operator", ["bicubic-antialiased", "box"])
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_filter_operator_equals_the_dense_matrices(operator, scale):
+    """A, Aᵀ and A† as short filters under symmetric extension are the dense operator, edges
+    included, to float32 precision (odd low-resolution sizes too)."""
+    from forensic_vsr.ops.consistency import FilterOperator, _axis
+
+    rng = np.random.default_rng(scale)
+    for lr_h, lr_w in [(41, 43), (57, 90)]:
+        h, w = lr_h * scale, lr_w * scale
+        assert FilterOperator.fits(h, w, scale, operator)
+        f, p = FilterOperator(h, w, scale, operator), Projector(h, w, scale, operator)
+        wy, _ = _axis(h, scale, operator)
+        wx, _ = _axis(w, scale, operator)
+        x = rng.uniform(0, 255, (h, w))
+        y = rng.uniform(0, 255, (lr_h, lr_w))
+        np.testing.assert_allclose(f.degrade(x.astype(np.float32)), p.degrade(x), atol=2e-4)
+        np.testing.assert_allclose(f.adjoint(y.astype(np.float32)), wy.T @ y @ wx, atol=2e-4)
+        np.testing.assert_allclose(f.pinv(y.astype(np.float32)), p.pinv(y), atol=5e-4)
+        # the identities hold through the filters themselves
+        np.testing.assert_allclose(f.degrade(f.pinv(y.astype(np.float32))), y, atol=5e-4)
+    assert not FilterOperator.fits(20 * scale, 200 * scale, scale, operator) or operator == "box"
+
+
+def test_exact_maps_use_the_filters_for_large_frames_and_agree_with_dense():
+    from forensic_vsr.uncertainty import ExactMaps
+
+    rng = np.random.default_rng(7)
+    y = rng.uniform(0, 255, (48, 50)).astype(np.uint8)
+    x = rng.uniform(0, 255, (96, 100)).astype(np.uint8)
+    fast = ExactMaps(96, 100, 2)
+    assert fast._filters is not None
+    p = Projector(96, 100, 2)
+    s, r = fast.compute(y, x)
+    xf = x.astype(np.float64)
+    np.testing.assert_allclose(s, np.abs(xf - p.pinv(p.degrade(xf))), atol=1e-3)
+    np.testing.assert_allclose(r, np.abs(p.pinv(y - p.degrade(xf))), atol=1e-3)
+
+
+def test_flagged_regions_report_frame_coordinates():
+    from forensic_vsr.uncertainty import flagged_regions
+
+    s = np.zeros((60, 80), np.float32)
+    s[40:45, 50:60] = 20  # 50 px
+    s[5:7, 70:73] = 9  # 6 px
+    stats = flagged_regions(s, 8.0)
+    assert stats["regions"] == 2 and stats["largest_region_px"] == 50
+    assert stats["boxes"][0] == {"x": 50, "y": 40, "w": 10, "h": 5, "area": 50}
+    assert stats["boxes"][1] == {"x": 70, "y": 5, "w": 3, "h": 2, "area": 6}
+    assert stats["fraction_flagged"] == round(56 / 4800, 6)
+    empty = flagged_regions(np.zeros((10, 10), np.float32), 8.0)
+    assert empty["regions"] == 0 and empty["boxes"] == [] and empty["largest_region_px"] == 0
+
+
+def test_map_storage_rounds_half_to_even_and_saturates():
+    from forensic_vsr.uncertainty import MAP_SCALE, to_gray16
+
+    levels = np.array([[0.0, 0.125, 0.375, 1.0, -3.0, 1e6, 2.5]], np.float32)
+    want = np.clip(np.rint(levels.astype(np.float64) * MAP_SCALE), 0, 65535).astype("<u2")
+    assert np.array_equal(to_gray16(levels), want)
+    assert np.array_equal(to_gray16(levels, 3.0), np.clip(np.rint(levels.astype(np.float64) * 3 * MAP_SCALE), 0, 65535).astype("<u2"))

@@ -174,7 +174,7 @@ def test_payload_type_is_the_record_type(carphone_bundle: Path) -> None:
 
 
 def test_maps_are_the_exact_layer_of_the_stored_frames(carphone_bundle: Path, carphone: Path, ffmpeg: str) -> None:
-    """Decoding maps/*.mkv gives S and R recomputed from the evidence and the master (1/16-level
+    """Decoding maps/*.mkv gives S and R recomputed from the evidence and the master (quarter-level
     storage), their framehash files match ffmpeg's, and the sidecar's statistics follow from S."""
     from forensic_vsr.calibration import interval_scale
     from forensic_vsr.media import VideoReader, frame_planes

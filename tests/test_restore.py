@@ -14,6 +14,7 @@ import torch
 
 from forensic_vsr.media import VideoReader, frame_planes
 from forensic_vsr.models.arch import ResidualSR
+from forensic_vsr.uncertainty import MAP_SCALE
 from tests.conftest import run_fvsr
 from tests.test_enhance import record
 
@@ -75,7 +76,7 @@ def test_restore_runs_at_scale_1_and_maps_show_the_change(tmp_path: Path, carpho
     s_map, r_map = _frames(bundle / "maps" / "synthesized.mkv"), _frames(bundle / "maps" / "contradiction.mkv")
     assert all(int(f[0].max()) == 0 for f in s_map)
     diff = np.abs(src[0][0].astype(np.float64) - out[0][0].astype(np.float64))
-    assert np.array_equal(r_map[0][0].astype(np.float64), np.rint(diff * 16))
+    assert np.array_equal(r_map[0][0].astype(np.float64), np.rint(diff * MAP_SCALE))
     assert run_fvsr("verify", bundle, "--pubkey", keypair[1]).returncode == 0
 
 

@@ -14,6 +14,7 @@ import pytest
 from forensic_vsr.media import VideoReader, VideoWriter, frame_from_planes, frame_planes
 from forensic_vsr.ops.mfsr import register
 from forensic_vsr.ops.temporal import integrate, warp_error
+from forensic_vsr.uncertainty import MAP_SCALE
 from tests.conftest import run_fvsr
 from tests.test_enhance import record
 
@@ -107,7 +108,7 @@ def test_integrate_runs_end_to_end_with_count_and_spread_maps(tmp_path: Path, sc
     per = step["temporal"]["per_frame"]
     assert [p["frame"] for p in per] == list(range(N)) and per[4]["mean_count"] > 5
     count = _lumas(bundle / "maps" / "count.mkv")
-    assert len(count) == N and int(count[4].max()) == 7 * 16  # 7 frames, stored at 16 per unit
+    assert len(count) == N and int(count[4].max()) == 7 * MAP_SCALE  # 7 frames, stored at MAP_SCALE per unit
     assert run_fvsr("verify", bundle, "--pubkey", keypair[1]).returncode == 0
 
 
