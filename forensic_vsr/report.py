@@ -420,7 +420,7 @@ def render(bundle: Path, records: dict[str, dict[str, Any]], stills: list[dict[s
                 Paragraph(
                     _esc(
                         f"Calibrated intervals: each output pixel x carries the interval [x - w, x + w] with half-width "
-                        f"w = {cal['lambda']} * u, u = {cal.get('scale_formula')}. lambda was chosen on {cal.get('tiles')} "
+                        f"w = {cal['lambda']} * u, where {cal.get('scale_formula')}. lambda was chosen on {cal.get('tiles')} "
                         f"calibration tiles (never benchmark images) so that, with probability {1 - cal['delta']:.2f}, the "
                         f"expected fraction of pixels outside their interval is at most {cal['alpha']} ({cal.get('method')})."
                     ),

@@ -50,6 +50,9 @@ def test_report_states_the_key_facts(carphone_bundle: Path) -> None:
         assert heading in text
     assert "fvsr verify" in text and "framehash" in text
     assert "NOT FOR EVIDENTIAL USE" not in text
+    flat = " ".join(text.split())
+    cal = step["maps"]["calibration"]
+    assert f"w = {cal['lambda']} * u, where u = 1 + S" in flat and "u = u" not in flat  # the interval formula, once
     stills = b["report.generate"]["stills"]
     assert {s["label"] for s in stills} >= {"first frame", "middle frame", "most flagged frame"}
     for s in stills:
