@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from pathlib import Path
 
@@ -11,9 +12,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from forensic_vsr.integrity import merkle
-from tests.conftest import SHARED
-
-VECTORS = SHARED / "vectors" / "transparency-dev-merkle" / "testdata"
 
 
 def b(s: str) -> bytes:
@@ -53,24 +51,76 @@ def test_embedded_consistency_vector() -> None:
     assert not merkle.verify_consistency(0, 8, merkle.EMPTY_ROOT, b(ROOT8), [])
 
 
+# The full published set, vendored unmodified (see tests/vectors/transparency-dev-merkle/README.md).
+VENDORED = Path(__file__).resolve().parent / "vectors" / "transparency-dev-merkle"
+VECTORS = VENDORED / "testdata"
+REFERENCE_LEAF_HASHES = [merkle.hash_leaf(x) for x in LEAVES]
+
+
 def _cases(kind: str) -> list[Path]:
-    return sorted((VECTORS / kind).rglob("*.json")) if VECTORS.is_dir() else []
+    return sorted((VECTORS / kind).rglob("*.json"))
 
 
-@pytest.mark.skipif(not VECTORS.is_dir(), reason="../shared vectors not present (fresh clone of the project alone)")
-def test_full_published_vector_set() -> None:
-    checked = 0
-    for f in _cases("inclusion"):
-        v = json.loads(f.read_text())
-        ok = merkle.verify_inclusion(b(v["leafHash"]), v["leafIdx"], v["treeSize"], [b(p) for p in v["proof"] or []], b(v["root"]))
-        assert ok != v["wantErr"], f"{f.relative_to(VECTORS)}: {v['desc']}"
-        checked += 1
-    for f in _cases("consistency"):
-        v = json.loads(f.read_text())
-        ok = merkle.verify_consistency(v["size1"], v["size2"], b(v["root1"]), b(v["root2"]), [b(p) for p in v["proof"] or []])
-        assert ok != v["wantErr"], f"{f.relative_to(VECTORS)}: {v['desc']}"
-        checked += 1
-    assert checked >= 190
+def _id(path: Path) -> str:
+    return str(path.relative_to(VECTORS))
+
+
+def _proof(v: dict) -> list[bytes]:  # type: ignore[type-arg]
+    return [b(p) for p in v["proof"] or []]
+
+
+def test_vendored_vectors_are_complete_and_unmodified() -> None:
+    listed = {}
+    for line in (VENDORED / "SHA256SUMS").read_text().splitlines():
+        digest, name = line.split("  ", 1)
+        listed[name] = digest
+    on_disk = {str(f.relative_to(VENDORED)) for f in VENDORED.rglob("*") if f.is_file()} - {"SHA256SUMS", "README.md"}
+    assert on_disk == set(listed), f"added {sorted(on_disk - set(listed))}, missing {sorted(set(listed) - on_disk)}"
+    for name, digest in listed.items():
+        assert hashlib.sha256((VENDORED / name).read_bytes()).hexdigest() == digest, name
+    assert (len(_cases("inclusion")), len(_cases("consistency"))) == (98, 98)
+    # every kind of corruption the upstream suite publishes is among the cases run below
+    names = {f.stem for f in VECTORS.rglob("*.json")}
+    for kind in [
+        "modified-proof",
+        "truncated-proof",
+        "trailing-garbage",
+        "preceding-garbage",
+        "wrong-root",
+        "swapped-roots",
+        "treeSize-div",
+        "treeSize-mul",
+        "size1-plus",
+        "size2-div",
+        "empty-proof",
+        "random-root",
+        "wrong-leaf",
+    ]:
+        assert any(n.startswith(kind) for n in names), kind
+
+
+@pytest.mark.parametrize("path", _cases("inclusion"), ids=_id)
+def test_published_inclusion_vector(path: Path) -> None:
+    v = json.loads(path.read_text())
+    ok = merkle.verify_inclusion(b(v["leafHash"]), v["leafIdx"], v["treeSize"], _proof(v), b(v["root"]))
+    assert ok is (not v["wantErr"]), f"{v['desc']}: {'accepted a corrupted proof' if ok else 'rejected a valid proof'}"
+    if not v["wantErr"] and path.stem == "happy-path":
+        # our prover, over the RFC 6962 reference leaves, produces exactly the published root and proof
+        leaves = REFERENCE_LEAF_HASHES[: v["treeSize"]]
+        assert merkle.root_from_leaf_hashes(leaves) == b(v["root"])
+        assert merkle.inclusion_proof(leaves, v["leafIdx"]) == _proof(v)
+
+
+@pytest.mark.parametrize("path", _cases("consistency"), ids=_id)
+def test_published_consistency_vector(path: Path) -> None:
+    v = json.loads(path.read_text())
+    ok = merkle.verify_consistency(v["size1"], v["size2"], b(v["root1"]), b(v["root2"]), _proof(v))
+    assert ok is (not v["wantErr"]), f"{v['desc']}: {'accepted a corrupted proof' if ok else 'rejected a valid proof'}"
+    if not v["wantErr"] and path.stem == "happy-path":
+        leaves = REFERENCE_LEAF_HASHES[: v["size2"]]
+        assert merkle.root_from_leaf_hashes(leaves[: v["size1"]]) == b(v["root1"])
+        assert merkle.root_from_leaf_hashes(leaves) == b(v["root2"])
+        assert merkle.consistency_proof(leaves, v["size1"]) == _proof(v)
 
 
 leaves_st = st.lists(st.binary(max_size=8), min_size=1, max_size=40)
