@@ -4,6 +4,8 @@ previous record and signed by the examiner key.
 A record's digest is SHA-256 of its line (the canonical JSON of its envelope, without the
 newline). The chain's Merkle tree has one leaf per record whose data is that 32-byte digest.
 Lines are appended with fsync, so a run killed at any point leaves a prefix of valid records.
+`read_chain` reads a chain back as hostile input: bounded in bytes, line length and record
+count, and it stops looking at records after a few problems.
 """
 
 from __future__ import annotations
@@ -14,10 +16,16 @@ import os
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from forensic_vsr.audit.checks import ChainView, Check
 from forensic_vsr.audit.keys import Signer
+from forensic_vsr.audit.safe_read import CHAIN_MAX_BYTES, CHAIN_MAX_RECORDS, RECORD_MAX_BYTES, UnsafeFile, loads, loads_object, read_lines
 from forensic_vsr.audit.schemas import record_errors
 from forensic_vsr.integrity import dsse, merkle
 
+CHAIN_FILE = "chain.jsonl"
+PROBLEM_BUDGET = 5  # records with a bad signature or link before the rest are no longer looked at
 RECORD_SCHEMA_ID = "https://forensic-vsr.invalid/record/v1"
 CHECKPOINT_SCHEMA_ID = "https://forensic-vsr.invalid/checkpoint/v1"
 
@@ -82,3 +90,66 @@ class ChainWriter:
 
 def chain_root(digests: list[str]) -> str:
     return merkle.root([bytes.fromhex(d) for d in digests]).hex()
+
+
+def _open_record(line: bytes, key: Ed25519PublicKey, i: int) -> dict[str, Any]:
+    envelope = loads(line, f"record {i}")
+    return loads_object(dsse.open_envelope(envelope, key, dsse.RECORD_TYPE), f"record {i}'s payload")
+
+
+def read_chain(bundle: Path, key: Ed25519PublicKey) -> tuple[ChainView, list[Check]]:
+    """Parse chain.jsonl and check signatures, schemas and hash links.
+
+    Records after the PROBLEM_BUDGET-th bad one are kept as lines but not opened (their payloads
+    are None), so a chain of a million copies of one record costs a few signature checks."""
+    view = ChainView()
+    try:
+        view.lines, terminated = read_lines(Path(bundle), CHAIN_FILE, RECORD_MAX_BYTES, CHAIN_MAX_RECORDS, CHAIN_MAX_BYTES)
+    except UnsafeFile as exc:
+        missing = str(exc) == f"{CHAIN_FILE} is missing"
+        return view, [Check.failed("chain.present" if missing else "chain.format", str(exc))]
+    checks: list[Check] = []
+    if not terminated:
+        checks.append(Check.failed("chain.format", "chain.jsonl does not end with a newline: the last record was cut off"))
+    sig_problems: list[str] = []
+    schema_problems: list[str] = []
+    link_problems: list[str] = []
+    prev: str | None = None
+    for i, line in enumerate(view.lines):
+        if len(sig_problems) + len(link_problems) >= PROBLEM_BUDGET:
+            link_problems.append(f"records {i}..{len(view.lines) - 1} not checked after {PROBLEM_BUDGET} problems")
+            view.payloads.extend([None] * (len(view.lines) - i))
+            break
+        try:
+            payload = _open_record(line, key, i)
+        except (UnsafeFile, dsse.EnvelopeError) as exc:
+            sig_problems.append(f"record {i}: {exc}")
+            view.payloads.append(None)
+            prev = record_digest(line)
+            continue
+        if payload.get("seq") != i:
+            link_problems.append(f"record {i}: sequence number is {str(payload.get('seq'))[:20]}, expected {i}")
+        if payload.get("prev") != prev:
+            link_problems.append(f"record {i}: prev is {str(payload.get('prev'))[:16]}…, expected {str(prev)[:16]}…")
+        problems = record_errors(payload)
+        if problems:
+            schema_problems.append(f"record {i}: {problems[0][:200]}")
+        view.payloads.append(payload)
+        prev = record_digest(line)
+    n = len(view.lines)
+    checks.append(
+        Check.failed("chain.signatures", "; ".join(sig_problems[:PROBLEM_BUDGET]))
+        if sig_problems
+        else Check.passed("chain.signatures", f"{n} records, each signed by the supplied key")
+    )
+    checks.append(
+        Check.failed("chain.schema", "; ".join(schema_problems[:PROBLEM_BUDGET]))
+        if schema_problems
+        else Check.passed("chain.schema", f"{n} records match audit/ schemas")
+    )
+    checks.append(
+        Check.failed("chain.links", "; ".join(link_problems[: PROBLEM_BUDGET + 1]))
+        if link_problems
+        else Check.passed("chain.links", f"{n} records hash-linked in sequence")
+    )
+    return view, checks

@@ -1,13 +1,15 @@
 """Offline verification of a bundle against a public key the auditor supplies.
 
 Nothing in the bundle is trusted until it has been checked against that key: the manifest's
-own public key is only compared, never used. Each check yields one `Check` with a reason that
-names what was expected and what was found. Imports neither torch nor cv2.
+own public key is only compared, never used. Every file is hostile (see `safe_read`): regular
+files inside the bundle only, sizes compared with the signed ones before a byte is hashed, and
+nothing parsed from a file whose digest failed. `verify_bundle` yields each `Check` as soon as it
+is known, each step guarded so that an exception becomes a FAIL line naming the step; the
+bundle verifies when every check passes. Imports neither torch nor cv2.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -16,337 +18,302 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from forensic_vsr.audit.chain import record_digest
-from forensic_vsr.audit.schemas import record_errors, schema_errors
-from forensic_vsr.integrity import dsse, merkle
+from forensic_vsr.audit.bundle_format import (
+    CHAIN,
+    DEFAULT_UNSIGNED_FILES,
+    MANIFEST,
+    BundleFormat,
+    bundle_format,
+    manifest_checks,
+    read_manifest,
+)
+from forensic_vsr.audit.chain import read_chain
+from forensic_vsr.audit.checks import ChainView, Check, guarded
+from forensic_vsr.audit.safe_read import (
+    FRAMEHASH_HEADER_MAX,
+    FRAMEHASH_LINE_MAX,
+    UnsafeFile,
+    bundle_entries,
+    hash_fd,
+    hash_recorded,
+    open_user_file,
+    read_recorded,
+)
+from forensic_vsr.integrity import merkle
 from forensic_vsr.integrity.framehash import FrameHash, parse, video_framehashes
 
-FIXED_FILES = ("manifest.json", "chain.jsonl")
+__all__ = ["ChainView", "Check", "ExtraCheck", "bundle_checks", "read_chain", "read_framehash", "verify_bundle"]
+
+FIXED_FILES = (MANIFEST, CHAIN)
 TERMINAL = ("run.complete", "run.aborted")
+MASTER = "output/master.mkv"
+FRAMES_SUBJECT = f"frames:{MASTER}"
 
+ExtraCheck = Callable[[Path, ChainView, Ed25519PublicKey], Sequence[Check]]
 
-@dataclass(frozen=True)
-class Check:
-    name: str
-    status: str  # PASS | FAIL | INCOMPLETE
-    reason: str
-
-    @classmethod
-    def passed(cls, name: str, reason: str) -> Check:
-        return cls(name, "PASS", reason)
-
-    @classmethod
-    def failed(cls, name: str, reason: str) -> Check:
-        return cls(name, "FAIL", reason)
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "PASS"
-
-    def line(self) -> str:
-        return f"{self.status:<10} {self.name}: {self.reason}"
-
-
-_pass = Check.passed
+_pass = Check.passed  # kept for audit/reproduce.py
 _fail = Check.failed
 
 
 @dataclass
-class ChainView:
-    """Records that passed signature checks, in file order."""
+class _Run:
+    """What the steps of one verification learn, in order: later steps only use what passed."""
 
-    lines: list[bytes] = field(default_factory=list)
-    payloads: list[dict[str, Any] | None] = field(default_factory=list)
+    bundle: Path
+    key: Ed25519PublicKey
+    view: ChainView = field(default_factory=ChainView)
+    fmt: BundleFormat | None = None
+    recorded: dict[str, dict[str, Any]] = field(default_factory=dict)
+    verified: set[str] = field(default_factory=set)  # recorded files whose size and sha256 matched
+    failures: int = 0
 
-    def first(self, record_type: str) -> dict[str, Any] | None:
-        for p in self.payloads:
-            if p is not None and p.get("type") == record_type:
-                return p["body"]
-        return None
-
-
-def _sha256_file(path: Path) -> str:
-    from forensic_vsr.media import file_sha256
-
-    return file_sha256(path)
+    def note(self, checks: Iterator[Check]) -> Iterator[Check]:
+        for check in checks:
+            self.failures += not check.ok
+            yield check
 
 
-def read_chain(bundle: Path, key: Ed25519PublicKey) -> tuple[ChainView, list[Check]]:
-    """Parse chain.jsonl and check signatures, schemas and hash links."""
-    checks: list[Check] = []
-    view = ChainView()
-    path = bundle / "chain.jsonl"
-    try:
-        raw = path.read_bytes()
-    except OSError:
-        return view, [_fail("chain.present", "chain.jsonl is missing")]
-    if raw and not raw.endswith(b"\n"):
-        checks.append(_fail("chain.format", "chain.jsonl does not end with a newline: the last record was cut off"))
-    view.lines = [ln for ln in raw.split(b"\n") if ln]
-    sig_problems, schema_problems = [], []
-    for i, line in enumerate(view.lines):
-        try:
-            envelope = json.loads(line)
-            payload = json.loads(dsse.open_envelope(envelope, key, dsse.RECORD_TYPE))
-        except (ValueError, dsse.EnvelopeError) as exc:
-            sig_problems.append(f"record {i}: {exc}")
-            view.payloads.append(None)
-            continue
-        problems = record_errors(payload)
-        if problems:
-            schema_problems.append(f"record {i}: {problems[0]}")
-        view.payloads.append(payload if isinstance(payload, dict) else None)
-    n = len(view.lines)
-    checks.append(
-        _fail("chain.signatures", "; ".join(sig_problems[:5]))
-        if sig_problems
-        else _pass("chain.signatures", f"{n} records, each signed by the supplied key")
-    )
-    checks.append(
-        _fail("chain.schema", "; ".join(schema_problems[:5]))
-        if schema_problems
-        else _pass("chain.schema", f"{n} records match audit/ schemas")
-    )
-    link_problems = []
-    prev = None
-    for i, (line, payload) in enumerate(zip(view.lines, view.payloads, strict=True)):
-        if payload is not None:
-            if payload.get("seq") != i:
-                link_problems.append(f"record {i}: sequence number is {payload.get('seq')}, expected {i}")
-            if payload.get("prev") != prev:
-                link_problems.append(f"record {i}: prev is {str(payload.get('prev'))[:16]}…, expected {str(prev)[:16]}…")
-        prev = record_digest(line)
-    checks.append(
-        _fail("chain.links", "; ".join(link_problems[:5]))
-        if link_problems
-        else _pass("chain.links", f"{n} records hash-linked in sequence")
-    )
-    return view, checks
-
-
-def _structure(view: ChainView) -> list[Check]:
+def _structure(view: ChainView) -> Check:
     types = [p.get("type") if p else None for p in view.payloads]
     if not types:
-        return [_fail("chain.structure", "chain.jsonl holds no records")]
+        return _fail("chain.structure", "chain.jsonl holds no records")
     if types[0] != "policy.decision":
-        return [_fail("chain.structure", f"first record is {types[0]}, expected policy.decision")]
+        return _fail("chain.structure", f"first record is {types[0]}, expected policy.decision")
     if types[-1] not in TERMINAL:
-        return [
-            Check(
-                "chain.complete",
-                "INCOMPLETE",
-                f"run stopped after record {len(types) - 1} ({types[-1]}): no run.complete record; this bundle is not a finished run",
-            )
-        ]
+        return Check(
+            "chain.complete",
+            "INCOMPLETE",
+            f"run stopped after record {len(types) - 1} ({types[-1]}): no run.complete record; this bundle is not a finished run",
+        )
     if any(t in TERMINAL for t in types[:-1]):
-        return [_fail("chain.structure", "a terminal record (run.complete/run.aborted) is followed by more records")]
+        return _fail("chain.structure", "a terminal record (run.complete/run.aborted) is followed by more records")
+    decision = view.first("policy.decision")
     if types[-1] == "run.aborted":
         body = view.payloads[-1]["body"]  # type: ignore[index]
-        decision = view.first("policy.decision")
         if types == ["policy.decision", "run.aborted"] and decision is not None and not decision["allowed"]:
             failed = [r["rule"] for r in decision["rules"] if r["outcome"] == "fail"]
-            return [
-                _pass(
-                    "chain.complete",
-                    f"signed refusal: policy {decision['policy']['id']} refused the recipe ({', '.join(failed)}); no outputs, by design",
-                )
-            ]
-        return [_fail("chain.complete", f"the run was aborted: {body.get('reason')}")]
-    decision = view.first("policy.decision")
+            return _pass(
+                "chain.complete",
+                f"signed refusal: policy {decision['policy']['id']} refused the recipe ({', '.join(failed)}); no outputs, by design",
+            )
+        return _fail("chain.complete", f"the run was aborted: {body.get('reason')}")
     if decision is None or not decision["allowed"]:
-        return [_fail("chain.structure", "outputs were produced although the policy decision did not allow the recipe")]
+        return _fail("chain.structure", "outputs were produced although the policy decision did not allow the recipe")
     dupes = sorted({t for t in types if t is not None and types.count(t) > 1 and t != "step.run"})
     if dupes:
-        return [_fail("chain.structure", f"record types appear more than once: {', '.join(dupes)}")]
-    return [_pass("chain.complete", f"{len(types)} records from policy.decision (allowed) to run.complete")]
+        return _fail("chain.structure", f"record types appear more than once: {', '.join(dupes)}")
+    return _pass("chain.complete", f"{len(types)} records from policy.decision (allowed) to run.complete")
 
 
-def _checkpoint(bundle: Path, view: ChainView, key: Ed25519PublicKey) -> list[Check]:
+def _is_refusal(view: ChainView) -> bool:
+    return _structure(view).ok and view.first("output.write") is None
+
+
+def _manifest(run: _Run) -> Iterator[Check]:
     try:
-        manifest = json.loads((bundle / "manifest.json").read_text())
-    except (OSError, ValueError) as exc:
-        return [
-            Check(
-                "manifest",
-                "INCOMPLETE" if not (bundle / "manifest.json").exists() else "FAIL",
-                f"manifest.json unreadable ({exc.__class__.__name__}): no signed checkpoint",
-            )
-        ]
-    checks = []
-    supplied = dsse.keyid(key)
-    named = manifest.get("keyid")
-    checks.append(
-        _pass("manifest.key", f"manifest names key {supplied[:16]}…, the supplied key")
-        if named == supplied
-        else _fail("manifest.key", f"manifest names key {str(named)[:16]}…, the supplied key is {supplied[:16]}…")
-    )
-    try:
-        body = json.loads(dsse.open_envelope(manifest.get("checkpoint"), key, dsse.CHECKPOINT_TYPE))
-    except (ValueError, dsse.EnvelopeError) as exc:
-        return [*checks, _fail("checkpoint.signature", str(exc))]
-    checks.append(_pass("checkpoint.signature", "checkpoint signed by the supplied key"))
-    problems = schema_errors("checkpoint", body)
-    if problems:
-        return [*checks, _fail("checkpoint.schema", problems[0])]
-    digests = [record_digest(line) for line in view.lines]
-    root = merkle.root([bytes.fromhex(d) for d in digests]).hex()
-    found = []
-    if body["tree_size"] != len(digests):
-        found.append(f"tree size {body['tree_size']} signed, chain has {len(digests)} records")
-    if digests and body["head"] != digests[-1]:
-        found.append(f"head {body['head'][:16]}… signed, chain ends with {digests[-1][:16]}…")
-    if body["root_hash"] != root:
-        found.append(f"root {body['root_hash'][:16]}… signed, chain's Merkle root is {root[:16]}…")
-    checks.append(
-        _fail("checkpoint.chain", "; ".join(found))
-        if found
-        else _pass("checkpoint.chain", f"signed tree size {len(digests)}, head and Merkle root match the chain")
-    )
-    return checks
+        manifest = read_manifest(run.bundle)
+    except UnsafeFile as exc:
+        finished = bool(run.view.payloads) and run.view.payloads[-1] is not None and run.view.payloads[-1].get("type") in TERMINAL
+        missing = str(exc) == f"{MANIFEST} is missing"
+        status = "INCOMPLETE" if missing and not finished else "FAIL"
+        yield Check("manifest", status, f"{exc}: no signed checkpoint")
+        return
+    run.fmt = bundle_format(manifest)
+    yield from manifest_checks(manifest, run.view, run.key, _is_refusal(run.view))
 
 
-def _recorded_files(view: ChainView) -> dict[str, dict[str, Any]]:
+def _entry(name: str, entry: Any, recorded: dict[str, dict[str, Any]], conflicts: list[str]) -> None:
+    if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+        raise ValueError(f"a file entry of the signed records is malformed: {str(entry)[:60]}")
+    old = recorded.setdefault(name, entry)
+    if (old.get("sha256"), old.get("size")) != (entry.get("sha256"), entry.get("size")):
+        conflicts.append(f"{name} is recorded twice with different digests")
+
+
+def _recorded_files(view: ChainView) -> tuple[dict[str, dict[str, Any]], list[str]]:
     files: dict[str, dict[str, Any]] = {}
+    conflicts: list[str] = []
     write = view.first("output.write")
-    if write:
-        files.update({f["name"]: f for f in write["files"]})
+    for f in write["files"] if write else []:
+        _entry(f["name"], f, files, conflicts)
     report = view.first("report.generate")
     if report:
-        files[report["file"]["name"]] = report["file"]
+        _entry(report["file"]["name"], report["file"], files, conflicts)
         for still in report.get("stills", []):
-            files.update({f["name"]: f for f in still["files"].values()})
-    return files
+            for f in still["files"].values():
+                _entry(f["name"], f, files, conflicts)
+    return files, conflicts
 
 
-def _bundle_files(bundle: Path) -> set[str]:
-    found = set()
-    for root, _dirs, names in os.walk(bundle):
-        for name in names:
-            found.add(os.path.relpath(os.path.join(root, name), bundle).replace(os.sep, "/"))
-    return found
+def _unsigned_files(run: _Run) -> frozenset[str]:
+    return run.fmt.unsigned_files if run.fmt else DEFAULT_UNSIGNED_FILES
 
 
-def _files(bundle: Path, view: ChainView) -> list[Check]:
-    recorded = _recorded_files(view)
-    present = _bundle_files(bundle)
-    extra = sorted(present - set(recorded) - set(FIXED_FILES))
-    missing = sorted(set(recorded) - present)
-    checks = [
-        _fail("files.inventory", "; ".join([*(f"unrecorded file {e}" for e in extra), *(f"missing file {m}" for m in missing)][:6]))
-        if extra or missing
-        else _pass("files.inventory", f"{len(recorded)} recorded files present, no others")
-    ]
+def _refusal_inventory(run: _Run) -> Iterator[Check]:
+    extra = sorted(set(bundle_entries(run.bundle)) - _unsigned_files(run))
+    yield (
+        _fail("files.inventory", f"a refused run has files: {', '.join(extra[:6])}")
+        if extra
+        else _pass("files.inventory", "no output files, as a refusal requires")
+    )
+
+
+def _files(run: _Run) -> Iterator[Check]:
+    run.recorded, conflicts = _recorded_files(run.view)
+    present = bundle_entries(run.bundle)
+    extra = sorted(set(present) - set(run.recorded) - _unsigned_files(run))
+    missing = sorted(set(run.recorded) - set(present))
+    odd = sorted(f"{name} is {kind}" for name, kind in present.items() if kind != "a regular file")
+    problems = [*conflicts, *odd, *(f"unrecorded file {e}" for e in extra), *(f"missing file {m}" for m in missing)]
+    yield (
+        _fail("files.inventory", "; ".join(problems[:6]) + (f" (and {len(problems) - 6} more)" if len(problems) > 6 else ""))
+        if problems
+        else _pass("files.inventory", f"{len(run.recorded)} recorded files present, no others")
+    )
     bad = []
-    for name, entry in sorted(recorded.items()):
+    for name, entry in sorted(run.recorded.items()):
         if name in missing:
             continue
-        path = bundle / name
-        got = _sha256_file(path)
-        if got != entry["sha256"] or path.stat().st_size != entry["size"]:
-            bad.append(f"{name}: expected sha256 {entry['sha256'][:16]}…, found {got[:16]}…")
-    checks.append(
-        _fail("files.digests", "; ".join(bad[:6]))
+        try:
+            got = hash_recorded(run.bundle, name, entry.get("size"))
+        except UnsafeFile as exc:
+            bad.append(str(exc))
+            continue
+        if got == entry.get("sha256"):
+            run.verified.add(name)
+        else:
+            bad.append(f"{name}: expected sha256 {str(entry.get('sha256'))[:16]}…, found {got[:16]}…")
+    yield (
+        _fail("files.digests", "; ".join(bad[:6]) + (f" (and {len(bad) - 6} more)" if len(bad) > 6 else ""))
         if bad
-        else _pass("files.digests", f"{len(recorded) - len(missing)} files match their recorded sha256")
+        else _pass("files.digests", f"{len(run.verified)} files match their recorded size and sha256")
     )
-    step = view.first("step.run")
+    step = run.view.first("step.run")
     if step:
         sub_bad = []
         for subject in step["subject"]:
-            entry = recorded.get(subject["name"])
+            entry = run.recorded.get(subject["name"])
             want = subject["digest"].get("sha256")
             if want and (entry is None or entry["sha256"] != want):
                 sub_bad.append(
                     f"{subject['name']}: step.run names {want[:16]}…, output.write names {(entry or {}).get('sha256', 'nothing')[:16]}…"
                 )
-        checks.append(
-            _fail("step.subjects", "; ".join(sub_bad)) if sub_bad else _pass("step.subjects", "step.run subjects match the written files")
+        yield (
+            _fail("step.subjects", "; ".join(sub_bad[:6]))
+            if sub_bad
+            else _pass("step.subjects", "step.run subjects match the written files")
         )
-    return checks
 
 
-def _framehash_file(path: Path) -> list[FrameHash]:
-    with open(path, encoding="ascii") as fh:
-        return list(parse(fh))
+def framehash_bound(frames: int) -> int:
+    """Largest framehash file `frames` frame lines can make."""
+    return FRAMEHASH_HEADER_MAX + max(frames, 0) * FRAMEHASH_LINE_MAX
+
+
+def read_framehash(bundle: Path, entry: dict[str, Any], frames: int) -> list[FrameHash]:
+    """The frame lines of a recorded framehash file: read only if its size is the signed one
+    and within what `frames` signed frames can take, parsed only if its sha256 is the signed one."""
+    cap = framehash_bound(frames)
+    data = read_recorded(bundle, entry["name"], entry.get("size"), entry.get("sha256"), cap)
+    lines = list(parse(data.decode("ascii").splitlines()))
+    if len(lines) != frames:
+        raise UnsafeFile(f"{entry['name']} has {len(lines)} frame lines, the signed records say {frames}")
+    return lines
 
 
 def _leaf_root(lines: list[FrameHash]) -> str:
     return merkle.root([fh.line().encode() for fh in lines]).hex()
 
 
-def _frames(bundle: Path, view: ChainView) -> list[Check]:
-    checks = []
-    ingest = view.first("evidence.ingest")
-    write = view.first("output.write")
-    step = view.first("step.run")
+def _not_verified(name: str, check: str) -> Check:
+    return _fail(check, f"not checked: {name} is missing or failed files.digests")
+
+
+def _subject(step: dict[str, Any], name: str) -> dict[str, Any] | None:
+    return next((s for s in step["subject"] if s["name"] == name), None)
+
+
+def _frames(run: _Run) -> Iterator[Check]:
+    view, bundle = run.view, run.bundle
+    ingest, write, step = view.first("evidence.ingest"), view.first("output.write"), view.first("step.run")
     if not (ingest and write and step):
-        return [_fail("frames.records", "evidence.ingest, step.run or output.write record missing")]
-    try:
-        inp = _framehash_file(bundle / "input.framehash")
-        out = _framehash_file(bundle / "output.framehash")
-    except (OSError, ValueError) as exc:
-        return [_fail("frames.files", f"framehash file unreadable: {exc}")]
-    in_root = _leaf_root(inp)
+        yield _fail("frames.records", "evidence.ingest, step.run or output.write record missing")
+        return
     rec = ingest["input_framehash"]
-    checks.append(
-        _pass("frames.input_root", f"{len(inp)} input frame hashes, Merkle root {in_root[:16]}… as recorded")
-        if in_root == rec["merkle_root"] == write["frame_roots"]["input"] and len(inp) == rec["tree_size"]
-        else _fail(
-            "frames.input_root",
-            f"input.framehash root {in_root[:16]}… ({len(inp)} frames), recorded {rec['merkle_root'][:16]}… ({rec['tree_size']} frames)",
+    if "input.framehash" not in run.verified:
+        yield _not_verified("input.framehash", "frames.input_root")
+    else:
+        inp = read_framehash(bundle, run.recorded["input.framehash"], rec["tree_size"])
+        in_root = _leaf_root(inp)
+        yield (
+            _pass("frames.input_root", f"{len(inp)} input frame hashes, Merkle root {in_root[:16]}… as recorded")
+            if in_root == rec["merkle_root"] == write["frame_roots"]["input"] and rec["sha256"] == run.recorded["input.framehash"]["sha256"]
+            else _fail(
+                "frames.input_root", f"input.framehash root {in_root[:16]}… ({len(inp)} frames), recorded {rec['merkle_root'][:16]}…"
+            )
         )
-    )
+    subject = _subject(step, FRAMES_SUBJECT)
+    if subject is None:
+        yield _fail("frames.output_root", f"step.run signs no {FRAMES_SUBJECT} subject")
+        return
+    if "output.framehash" not in run.verified:
+        yield _not_verified("output.framehash", "frames.output_root")
+        return
+    out = read_framehash(bundle, run.recorded["output.framehash"], subject["annotations"]["tree_size"])
     out_root = _leaf_root(out)
-    subject = next((s for s in step["subject"] if s["name"] == "frames:output/master.mkv"), None)
-    signed_root = subject["digest"].get("rfc9162-sha256") if subject else None
-    checks.append(
+    signed_root = subject["digest"].get("rfc9162-sha256")
+    yield (
         _pass("frames.output_root", f"{len(out)} output frame hashes, Merkle root {out_root[:16]}… as signed in step.run")
         if out_root == signed_root == write["frame_roots"]["output"]
         else _fail("frames.output_root", f"output.framehash root {out_root[:16]}…, step.run signs {str(signed_root)[:16]}…")
     )
-    master = bundle / "output/master.mkv"
-    if master.exists():
-        try:
-            decoded = _decode_lines(master)
-        except Exception as exc:
-            checks.append(_fail("frames.master_decode", f"output/master.mkv does not decode: {exc}"))
-        else:
-            checks.append(_compare_lines("frames.master_decode", "output/master.mkv decoded now", decoded, "output.framehash", out))
-    checks += _maps(bundle, step)
-    return checks
+    if MASTER not in run.verified:
+        yield _not_verified(MASTER, "frames.master_decode")
+        return
+    yield from guarded(
+        "frames.master_decode",
+        lambda: [_compare_lines("frames.master_decode", f"{MASTER} decoded now", _decode_lines(bundle / MASTER), "output.framehash", out)],
+    )
 
 
-def _maps(bundle: Path, step: dict[str, Any]) -> list[Check]:
+def _maps(run: _Run) -> Iterator[Check]:
     """Every map video signed in step.run decodes to its framehash file, whose Merkle root is
     the signed one; the flagged-regions sidecar is the one the step names."""
+    step = run.view.first("step.run")
+    if step is None:
+        return
     annotations = next((b["annotations"] for b in step["predicate"]["runDetails"]["byproducts"] if b["name"] == "step"), {})
     maps = annotations.get("maps")
     if not maps:
-        return []
-    checks = []
-    signed = {s["name"]: s["digest"].get("rfc9162-sha256") for s in step["subject"]}
+        return
     for name, entry in sorted(maps["files"].items()):
-        check = f"maps.{name}"
-        try:
-            recorded = _framehash_file(bundle / entry["framehash"])
-            decoded = _decode_lines(bundle / entry["video"])
-        except Exception as exc:
-            checks.append(_fail(check, f"{entry['video']}: cannot decode or read its framehash ({exc})"))
-            continue
-        root = _leaf_root(recorded)
-        if root != signed.get(f"frames:{entry['video']}") or root != entry["merkle_root"]:
-            checks.append(_fail(check, f"{entry['framehash']} root {root[:16]}… is not the root step.run signs"))
-            continue
-        checks.append(_compare_lines(check, f"{entry['video']} decoded now", decoded, entry["framehash"], recorded))
+        yield from guarded(f"maps.{name}", lambda name=name, entry=entry: [_map(run, step, f"maps.{name}", entry)])
     flagged = maps["flagged"]
-    path = bundle / flagged["file"]
-    got = _sha256_file(path) if path.is_file() else "missing"
-    checks.append(
-        _pass("maps.flagged", f"{flagged['file']} is the sidecar step.run names")
-        if got == flagged["sha256"]
-        else _fail("maps.flagged", f"{flagged['file']}: sha256 {got[:16]}…, step.run names {flagged['sha256'][:16]}…")
+    recorded = run.recorded.get(flagged["file"])
+    yield (
+        _not_verified(flagged["file"], "maps.flagged")
+        if flagged["file"] not in run.verified or recorded is None
+        else _pass("maps.flagged", f"{flagged['file']} is the sidecar step.run names")
+        if recorded["sha256"] == flagged["sha256"]
+        else _fail(
+            "maps.flagged", f"{flagged['file']}: output.write names {recorded['sha256'][:16]}…, step.run names {flagged['sha256'][:16]}…"
+        )
     )
-    return checks
+
+
+def _map(run: _Run, step: dict[str, Any], check: str, entry: dict[str, Any]) -> Check:
+    video, framehash = entry["video"], entry["framehash"]
+    for name in (video, framehash):
+        if name not in run.verified:
+            return _not_verified(name, check)
+    subject = _subject(step, f"frames:{video}")
+    if subject is None:
+        return _fail(check, f"step.run signs no frames:{video} subject")
+    recorded = read_framehash(run.bundle, run.recorded[framehash], subject["annotations"]["tree_size"])
+    root = _leaf_root(recorded)
+    if root != subject["digest"].get("rfc9162-sha256") or root != entry["merkle_root"]:
+        return _fail(check, f"{framehash} root {root[:16]}… is not the root step.run signs")
+    return _compare_lines(check, f"{video} decoded now", _decode_lines(run.bundle / video), framehash, recorded)
 
 
 def _decode_lines(path: Path) -> list[FrameHash]:
@@ -364,57 +331,81 @@ def _compare_lines(name: str, what: str, got: list[FrameHash], ref_name: str, re
     return _fail(name, f"{what}: {len(got)} frames, {ref_name} lists {len(ref)}")
 
 
-def _evidence(bundle: Path, view: ChainView, evidence: Path) -> list[Check]:
-    ingest = view.first("evidence.ingest")
+def _evidence(run: _Run, evidence: Path) -> Iterator[Check]:
+    ingest = run.view.first("evidence.ingest")
     if not ingest:
-        return [_fail("evidence.sha256", "no evidence.ingest record")]
-    if not evidence.is_file():
-        return [_fail("evidence.sha256", f"{evidence}: no such file")]
-    want = ingest["evidence"]["sha256"]
-    got = _sha256_file(evidence)
-    checks = [
-        _pass("evidence.sha256", f"{evidence.name} has the recorded sha256 {want[:16]}…")
-        if got == want
-        else _fail("evidence.sha256", f"{evidence.name}: expected sha256 {want[:16]}…, found {got[:16]}…")
-    ]
+        yield _fail("evidence.sha256", "no evidence.ingest record")
+        return
+    want, size = ingest["evidence"]["sha256"], ingest["evidence"].get("size")
     try:
-        decoded = _decode_lines(evidence)
-        recorded = _framehash_file(bundle / "input.framehash")
-    except Exception as exc:
-        return [*checks, _fail("evidence.frames", f"cannot decode {evidence.name}: {exc}")]
-    checks.append(_compare_lines("evidence.frames", f"{evidence.name} decoded now", decoded, "input.framehash", recorded))
-    return checks
+        fd, found = open_user_file(evidence)
+        if isinstance(size, int) and found != size:
+            os.close(fd)
+            raise UnsafeFile(f"{evidence.name} is {found} bytes, the recorded evidence is {size}")
+        got = hash_fd(fd, found, evidence.name)
+    except UnsafeFile as exc:
+        yield _fail("evidence.sha256", str(exc))
+        yield _fail("evidence.frames", f"not decoded: {evidence.name} is not the recorded evidence")
+        return
+    if got != want:
+        yield _fail("evidence.sha256", f"{evidence.name}: expected sha256 {want[:16]}…, found {got[:16]}…")
+        yield _fail("evidence.frames", f"not decoded: {evidence.name} is not the recorded evidence")
+        return
+    yield _pass("evidence.sha256", f"{evidence.name} has the recorded sha256 {want[:16]}…")
+    if "input.framehash" not in run.verified:
+        yield _not_verified("input.framehash", "evidence.frames")
+        return
+    recorded = read_framehash(run.bundle, run.recorded["input.framehash"], ingest["input_framehash"]["tree_size"])
+    yield _compare_lines("evidence.frames", f"{evidence.name} decoded now", _decode_lines(evidence), "input.framehash", recorded)
+
+
+def _extra(run: _Run, extra: ExtraCheck) -> Iterator[Check]:
+    if run.failures:
+        yield _fail(
+            getattr(extra, "__name__", "extra_checks"),
+            "not run: the checks above failed, so the bundle's records and files are not trusted",
+        )
+        return
+    yield from extra(run.bundle, run.view, run.key)
 
 
 def verify_bundle(
     bundle: Path,
     key: Ed25519PublicKey,
     evidence: Path | None = None,
-    extra_checks: Sequence[Callable[[Path, ChainView, Ed25519PublicKey], list[Check]]] = (),
+    extra_checks: Sequence[ExtraCheck] = (),
 ) -> Iterator[Check]:
-    """Every check, in order. The bundle verifies when all of them pass. Higher layers add their
-    own checks through `extra_checks` (the report's: `forensic_vsr.report.report_checks`)."""
+    """Every check, each yielded as soon as it is known. The bundle verifies when all of them
+    pass. Higher layers add their own checks through `extra_checks` (the report's:
+    `forensic_vsr.report.report_checks`); they run only when every check before them passed."""
     bundle = Path(bundle)
     if not bundle.is_dir():
         yield _fail("bundle", f"{bundle}: not a directory")
         return
-    view, chain_checks = read_chain(bundle, key)
-    yield from chain_checks
-    structure = _structure(view)
-    yield from structure
-    yield from _checkpoint(bundle, view, key)
-    if view.first("output.write") is None:
-        if structure and structure[0].ok:  # a signed refusal: nothing but the chain and the manifest
-            extra = sorted(_bundle_files(bundle) - set(FIXED_FILES))
-            yield (
-                _fail("files.inventory", f"a refused run has files: {', '.join(extra[:6])}")
-                if extra
-                else _pass("files.inventory", "no output files, as a refusal requires")
-            )
+    run = _Run(bundle, key)
+
+    def chain() -> list[Check]:
+        run.view, checks = read_chain(bundle, key)
+        return checks
+
+    yield from run.note(guarded("chain", chain))
+    yield from run.note(guarded("chain.structure", lambda: [_structure(run.view)]))
+    yield from run.note(guarded("manifest", lambda: _manifest(run)))
+    if run.view.first("output.write") is None:
+        if _is_refusal(run.view):  # a signed refusal: nothing but the chain and the manifest
+            yield from run.note(guarded("files.inventory", lambda: _refusal_inventory(run)))
         return
-    yield from _files(bundle, view)
-    yield from _frames(bundle, view)
+    yield from run.note(guarded("files", lambda: _files(run)))
+    yield from run.note(guarded("frames", lambda: _frames(run)))
+    yield from run.note(guarded("maps", lambda: _maps(run)))
     for extra in extra_checks:
-        yield from extra(bundle, view, key)
+        yield from run.note(guarded(getattr(extra, "__name__", "extra_checks"), lambda extra=extra: _extra(run, extra)))
     if evidence is not None:
-        yield from _evidence(bundle, view, Path(evidence))
+        yield from run.note(guarded("evidence", lambda: _evidence(run, Path(evidence))))
+
+
+def bundle_checks(
+    bundle: Path, key: Ed25519PublicKey, evidence: Path | None = None, extra_checks: Sequence[ExtraCheck] = ()
+) -> list[Check]:
+    """All of `verify_bundle`'s checks as a list, for callers that want them at once."""
+    return list(verify_bundle(bundle, key, evidence, extra_checks))
