@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import base64
+import copy
 import hashlib
 import json
 import stat
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -19,16 +22,51 @@ from forensic_vsr.errors import KeyUseError
 from forensic_vsr.integrity import dsse
 from tests.conftest import run_fvsr
 
+GOLDEN = Path(__file__).parent / "golden"
+
 
 def test_pae_matches_the_dsse_specification() -> None:
+    """The DSSE v1 protocol's published example (secure-systems-lab/dsse, protocol.md)."""
     assert dsse.pae("http://example.com/HelloWorld", b"hello world") == b"DSSEv1 29 http://example.com/HelloWorld 11 hello world"
+
+
+def test_our_envelope_verifies_with_securesystemslib(tmp_path: Path) -> None:
+    """A chain record written by format 1 (golden bundle) verifies under securesystemslib's DSSE
+    implementation with the examiner's public key, its default key id computed by securesystemslib.
+
+    Key ids are an unauthenticated hint in DSSE (not part of the PAE): ours is SHA-256 of the raw
+    Ed25519 key, securesystemslib's SHA-256 of its canonical key JSON (docs/keys.md), so the
+    signature is presented under securesystemslib's id; under ours it is skipped, not accepted."""
+    from securesystemslib.dsse import Envelope
+    from securesystemslib.exceptions import VerificationError
+    from securesystemslib.signer import Signature, SSlibKey
+
+    with tarfile.open(GOLDEN / "format1.tar.gz") as tar:
+        tar.extractall(tmp_path, filter="data")
+    public = load_public_key(tmp_path / "examiner.key.pub")
+    ours = json.loads((tmp_path / "format1-lanczos-x2" / "chain.jsonl").read_text().splitlines()[0])
+    key = SSlibKey.from_crypto(public)
+    assert (key.keytype, key.scheme) == ("ed25519", "ed25519")
+    assert key.keyid != dsse.keyid(public) == ours["signatures"][0]["keyid"]
+    envelope = Envelope.from_dict(copy.deepcopy(ours))
+    assert envelope.pae() == dsse.pae(ours["payloadType"], base64.b64decode(ours["payload"]))
+    with pytest.raises(VerificationError):
+        envelope.verify([key], 1)
+    (sig,) = envelope.signatures.values()
+    envelope.signatures = {key.keyid: Signature(key.keyid, sig.signature)}
+    assert envelope.verify([key], 1) == {key.keyid: key}
+    tampered = envelope.payload.replace(b'"seq":0', b'"seq":1')
+    assert tampered != envelope.payload
+    envelope.payload = tampered
+    with pytest.raises(VerificationError):
+        envelope.verify([key], 1)
 
 
 def test_keys_generate_cli(tmp_path: Path) -> None:
     key = tmp_path / "alice.key"
     proc = run_fvsr("keys", "generate", "--out", key, "--name", "Alice", check=True)
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
-    assert b"ENCRYPTED PRIVATE KEY" in key.read_bytes()
+    assert json.loads(key.read_bytes())["kdf"]["name"] == "scrypt"
     pub = load_public_key(Path(str(key) + ".pub"))
     raw = pub.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     assert hashlib.sha256(raw).hexdigest() in proc.stdout
