@@ -3,120 +3,254 @@
 A proof carries: the frame's framehash line (index, pts, size, sha256); its RFC 9162 inclusion
 proof in the output-frame tree; the signed step.run record whose subject names that tree's root
 and size; that record's inclusion proof in the chain tree; and the signed checkpoint of the
-chain. Verifying needs only the proof file and the examiner's public key."""
+chain. Verifying needs only the proof file and the examiner's public key. A proof file is
+hostile input: it is read as a regular file of bounded size, parsed as strict depth-limited
+JSON into `FrameProof` (every field type-checked, unknown fields refused) before anything in it
+is used."""
 
 from __future__ import annotations
 
-import json
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from forensic_vsr.audit.chain import record_digest
-from forensic_vsr.audit.verify import Check, _fail, _pass, read_chain
+from forensic_vsr.audit.bundle_format import manifest_checks, read_manifest
+from forensic_vsr.audit.chain import read_chain, record_digest
+from forensic_vsr.audit.checks import Check, guarded
+from forensic_vsr.audit.safe_read import PROOF_MAX_BYTES, UnsafeFile, loads, loads_object, open_user_file, read_capped
+from forensic_vsr.audit.schemas import record_errors, schema_errors
+from forensic_vsr.audit.verify import FRAMES_SUBJECT, read_framehash
 from forensic_vsr.errors import UsageError, VerificationFailed
 from forensic_vsr.integrity import dsse, merkle
-from forensic_vsr.integrity.framehash import parse
 
 PROOF_FORMAT = "forensic-vsr-frame-proof/1"
-FRAMES_SUBJECT = "frames:output/master.mkv"
+MAX_PATH = 64  # an inclusion proof in a tree of up to 2**64 leaves
+
+
+def _field(obj: Any, key: str, kind: type, where: str) -> Any:
+    if not isinstance(obj, dict) or key not in obj:
+        raise ValueError(f"{where} has no {key!r}")
+    value = obj[key]
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ValueError(f"{where}.{key} is {type(value).__name__}, expected {kind.__name__}")
+    if kind is int and not 0 <= value < 1 << 63:
+        raise ValueError(f"{where}.{key} is out of range")
+    return value
+
+
+def _exactly(obj: dict[str, Any], keys: set[str], where: str) -> None:
+    unknown = sorted(set(obj) - keys)
+    if unknown:
+        raise ValueError(f"{where} has unknown field {unknown[0][:40]!r}")
+
+
+def _hashes(obj: Any, key: str, where: str) -> tuple[bytes, ...]:
+    items = _field(obj, key, list, where)
+    if len(items) > MAX_PATH:
+        raise ValueError(f"{where}.{key} has {len(items)} hashes, more than {MAX_PATH}")
+    out = []
+    for h in items:
+        if not isinstance(h, str) or len(h) != 2 * merkle.HASH_SIZE:
+            raise ValueError(f"{where}.{key} holds {str(h)[:20]!r}, not a hex SHA-256")
+        out.append(bytes.fromhex(h))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class FrameProof:
+    frame_index: int
+    framehash_line: str
+    frames_tree_size: int
+    frames_root: str
+    frames_inclusion: tuple[bytes, ...]
+    step_index: int
+    step_line: str
+    chain_inclusion: tuple[bytes, ...]
+    checkpoint: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": PROOF_FORMAT,
+            "frame": {"index": self.frame_index, "framehash_line": self.framehash_line},
+            "frames_tree": {
+                "tree_size": self.frames_tree_size,
+                "root": self.frames_root,
+                "inclusion": [h.hex() for h in self.frames_inclusion],
+            },
+            "step_record": {"index": self.step_index, "line": self.step_line},
+            "chain": {"inclusion": [h.hex() for h in self.chain_inclusion], "checkpoint": self.checkpoint},
+        }
+
+    @classmethod
+    def from_json(cls, obj: Any) -> FrameProof:
+        """Raises ValueError naming the first field that is missing, mistyped or unknown."""
+        if not isinstance(obj, dict):
+            raise ValueError(f"the proof is not a JSON object (found {type(obj).__name__})")
+        if obj.get("format") != PROOF_FORMAT:
+            raise ValueError(f"format is {str(obj.get('format'))[:60]!r}, expected {PROOF_FORMAT!r}")
+        _exactly(obj, {"format", "frame", "frames_tree", "step_record", "chain"}, "proof")
+        frame, tree = _field(obj, "frame", dict, "proof"), _field(obj, "frames_tree", dict, "proof")
+        step, chain = _field(obj, "step_record", dict, "proof"), _field(obj, "chain", dict, "proof")
+        for part, keys, where in (
+            (frame, {"index", "framehash_line"}, "frame"),
+            (tree, {"tree_size", "root", "inclusion"}, "frames_tree"),
+            (step, {"index", "line"}, "step_record"),
+            (chain, {"inclusion", "checkpoint"}, "chain"),
+        ):
+            _exactly(part, keys, where)
+        root = _field(tree, "root", str, "frames_tree")
+        if len(root) != 2 * merkle.HASH_SIZE:
+            raise ValueError("frames_tree.root is not a hex SHA-256")
+        bytes.fromhex(root)
+        line = _field(frame, "framehash_line", str, "frame")
+        if not line.isascii():
+            raise ValueError("frame.framehash_line is not ASCII")
+        _field(step, "line", str, "step_record").encode()  # a lone surrogate is not UTF-8
+        return cls(
+            frame_index=_field(frame, "index", int, "frame"),
+            framehash_line=line,
+            frames_tree_size=_field(tree, "tree_size", int, "frames_tree"),
+            frames_root=root,
+            frames_inclusion=_hashes(tree, "inclusion", "frames_tree"),
+            step_index=_field(step, "index", int, "step_record"),
+            step_line=_field(step, "line", str, "step_record"),
+            chain_inclusion=_hashes(chain, "inclusion", "chain"),
+            checkpoint=_field(chain, "checkpoint", dict, "chain"),
+        )
 
 
 def make_proof(bundle: Path, frame: int, key: Ed25519PublicKey) -> dict[str, Any]:
-    """Build a proof for output frame `frame`, refusing a bundle whose chain does not verify."""
+    """Build a proof for output frame `frame`, refusing a bundle whose chain, manifest or
+    output.framehash does not verify. Raises only FvsrError subclasses."""
     bundle = Path(bundle)
+    try:
+        return _make(bundle, frame, key)
+    except (UsageError, VerificationFailed):
+        raise
+    except Exception as exc:  # hostile input: one error line, never an internal error
+        raise VerificationFailed(f"{bundle}: cannot build a proof from this bundle ({type(exc).__name__}: {str(exc)[:200]})") from None
+
+
+def _make(bundle: Path, frame: int, key: Ed25519PublicKey) -> dict[str, Any]:
     view, checks = read_chain(bundle, key)
+    try:
+        manifest = read_manifest(bundle)
+    except UnsafeFile as exc:
+        raise VerificationFailed(f"{bundle}: {exc}") from None
+    step_index = next((i for i, p in enumerate(view.payloads) if p and p.get("type") == "step.run"), None)
+    checks += manifest_checks(manifest, view, key, refusal=step_index is None)
     failed = [c for c in checks if not c.ok]
     if failed or not view.lines:
-        raise VerificationFailed(f"{bundle}: chain does not verify with the supplied key ({failed[0].reason if failed else 'empty'})")
+        why = f"{failed[0].name}: {failed[0].reason}" if failed else "empty"
+        raise VerificationFailed(f"{bundle}: chain does not verify with the supplied key ({why})")
+    write = view.first("output.write")
+    if step_index is None or write is None:
+        raise UsageError(f"{bundle}: the bundle has no step.run and output.write records (a refusal?): no output frames to prove")
+    step = view.payloads[step_index]["body"]  # type: ignore[index]
+    subject = next((s for s in step["subject"] if s["name"] == FRAMES_SUBJECT), None)
+    entry = next((f for f in write["files"] if f["name"] == "output.framehash"), None)
+    if subject is None or entry is None:
+        raise VerificationFailed(f"{bundle}: the signed records name no output-frame tree or output.framehash")
     try:
-        with open(bundle / "output.framehash", encoding="ascii") as fh:
-            lines = [f.line() for f in parse(fh)]
-    except OSError as exc:
-        raise UsageError(f"{bundle}: no output.framehash ({exc.strerror})") from None
+        lines = [f.line() for f in read_framehash(bundle, entry, subject["annotations"]["tree_size"])]
+    except (UnsafeFile, UnicodeDecodeError) as exc:
+        raise VerificationFailed(f"{bundle}: {exc}") from None
     if not 0 <= frame < len(lines):
         raise UsageError(f"--frame {frame}: the bundle's output has frames 0..{len(lines) - 1}")
-    step_index = next(i for i, p in enumerate(view.payloads) if p and p["type"] == "step.run")
-    manifest = json.loads((bundle / "manifest.json").read_text())
     leaf_hashes = [merkle.hash_leaf(line.encode()) for line in lines]
     chain_leaves = [merkle.hash_leaf(bytes.fromhex(record_digest(line))) for line in view.lines]
-    return {
-        "format": PROOF_FORMAT,
-        "frame": {"index": frame, "framehash_line": lines[frame]},
-        "frames_tree": {
-            "tree_size": len(lines),
-            "root": merkle.root_from_leaf_hashes(leaf_hashes).hex(),
-            "inclusion": [h.hex() for h in merkle.inclusion_proof(leaf_hashes, frame)],
-        },
-        "step_record": {"index": step_index, "line": view.lines[step_index].decode()},
-        "chain": {"inclusion": [h.hex() for h in merkle.inclusion_proof(chain_leaves, step_index)], "checkpoint": manifest["checkpoint"]},
-    }
+    return FrameProof(
+        frame_index=frame,
+        framehash_line=lines[frame],
+        frames_tree_size=len(lines),
+        frames_root=merkle.root_from_leaf_hashes(leaf_hashes).hex(),
+        frames_inclusion=tuple(merkle.inclusion_proof(leaf_hashes, frame)),
+        step_index=step_index,
+        step_line=view.lines[step_index].decode(),
+        chain_inclusion=tuple(merkle.inclusion_proof(chain_leaves, step_index)),
+        checkpoint=manifest["checkpoint"],
+    ).to_json()
+
+
+def load_proof(path: Path) -> Any:
+    """The parsed proof file: a regular file of at most PROOF_MAX_BYTES, strict JSON."""
+    try:
+        fd, size = open_user_file(Path(path))
+        return loads(read_capped(fd, size, PROOF_MAX_BYTES, str(path)), str(path))
+    except UnsafeFile as exc:
+        raise UsageError(f"not a readable proof file: {exc}") from None
+
+
+def verify_proof_file(path: Path, key: Ed25519PublicKey) -> list[Check]:
+    """`verify_proof` of the file at `path`; an unreadable file is one FAIL proof.file."""
+    try:
+        proof = load_proof(path)
+    except UsageError as exc:
+        return [Check.failed("proof.file", str(exc))]
+    return verify_proof(proof, key)
 
 
 def verify_proof(proof: Any, key: Ed25519PublicKey) -> list[Check]:
+    """Every check of a parsed proof, in order; never raises."""
     try:
-        return _verify(proof, key)
-    except (KeyError, TypeError, ValueError) as exc:
-        return [_fail("proof.format", f"proof is malformed ({exc.__class__.__name__}: {exc})")]
+        parsed = FrameProof.from_json(proof)
+    except ValueError as exc:
+        return [Check.failed("proof.format", f"proof is malformed: {exc}")]
+    return list(guarded("proof", lambda: _verify(parsed, key)))
 
 
-def _verify(proof: dict[str, Any], key: Ed25519PublicKey) -> list[Check]:
-    if proof.get("format") != PROOF_FORMAT:
-        return [_fail("proof.format", f"format is {proof.get('format')!r}, expected {PROOF_FORMAT!r}")]
-    checks = []
+def _verify(proof: FrameProof, key: Ed25519PublicKey) -> Iterator[Check]:
     try:
-        cp = json.loads(dsse.open_envelope(proof["chain"]["checkpoint"], key, dsse.CHECKPOINT_TYPE))
-        checks.append(_pass("proof.checkpoint", f"checkpoint of {cp['tree_size']} records signed by the supplied key"))
-    except dsse.EnvelopeError as exc:
-        return [_fail("proof.checkpoint", str(exc))]
-    line = proof["step_record"]["line"].encode()
-    index = proof["step_record"]["index"]
+        cp = loads_object(dsse.open_envelope(proof.checkpoint, key, dsse.CHECKPOINT_TYPE), "the checkpoint payload")
+    except (UnsafeFile, dsse.EnvelopeError) as exc:
+        yield Check.failed("proof.checkpoint", str(exc))
+        return
+    problems = schema_errors("checkpoint", cp)
+    if problems or cp["keyid"] != dsse.keyid(key):
+        yield Check.failed("proof.checkpoint", problems[0] if problems else "the checkpoint names another key")
+        return
+    yield Check.passed("proof.checkpoint", f"checkpoint of {cp['tree_size']} records signed by the supplied key")
+    line, index = proof.step_line.encode(), proof.step_index
     try:
-        payload = json.loads(dsse.open_envelope(json.loads(line), key, dsse.RECORD_TYPE))
-        checks.append(_pass("proof.step_signature", f"step.run record {index} signed by the supplied key"))
-    except dsse.EnvelopeError as exc:
-        return [*checks, _fail("proof.step_signature", str(exc))]
+        payload = loads_object(dsse.open_envelope(loads(line, "the step record"), key, dsse.RECORD_TYPE), "the step record's payload")
+    except (UnsafeFile, dsse.EnvelopeError) as exc:
+        yield Check.failed("proof.step_signature", str(exc))
+        return
+    yield Check.passed("proof.step_signature", f"step.run record {index} signed by the supplied key")
     in_chain = merkle.verify_inclusion(
-        merkle.hash_leaf(bytes.fromhex(record_digest(line))),
-        index,
-        cp["tree_size"],
-        [bytes.fromhex(h) for h in proof["chain"]["inclusion"]],
-        bytes.fromhex(cp["root_hash"]),
+        merkle.hash_leaf(bytes.fromhex(record_digest(line))), index, cp["tree_size"], proof.chain_inclusion, bytes.fromhex(cp["root_hash"])
     )
-    checks.append(
-        _pass("proof.step_in_chain", f"record {index} is in the signed chain of {cp['tree_size']} records")
+    yield (
+        Check.passed("proof.step_in_chain", f"record {index} is in the signed chain of {cp['tree_size']} records")
         if in_chain
-        else _fail("proof.step_in_chain", "the step record's inclusion proof does not reach the checkpoint root")
+        else Check.failed("proof.step_in_chain", "the step record's inclusion proof does not reach the checkpoint root")
     )
-    if payload.get("type") != "step.run":
-        return [*checks, _fail("proof.step_type", f"record {index} is {payload.get('type')}, not step.run")]
+    problems = record_errors(payload)
+    if problems or payload["type"] != "step.run" or payload["seq"] != index:
+        what = problems[0] if problems else f"it is {payload['type']} with sequence number {payload['seq']}"
+        yield Check.failed("proof.step_type", f"record {index} is not the step.run record at {index}: {what[:200]}")
+        return
     subject = next((s for s in payload["body"]["subject"] if s["name"] == FRAMES_SUBJECT), None)
-    tree = proof["frames_tree"]
     if subject is None:
-        return [*checks, _fail("proof.frames_root", "step.run names no output-frame tree")]
+        yield Check.failed("proof.frames_root", "step.run names no output-frame tree")
+        return
     signed_root, signed_size = subject["digest"]["rfc9162-sha256"], subject["annotations"]["tree_size"]
-    if (signed_root, signed_size) != (tree["root"], tree["tree_size"]):
-        checks.append(
-            _fail(
-                "proof.frames_root",
-                f"proof claims root {tree['root'][:16]}… of {tree['tree_size']} frames, "
-                f"step.run signs {signed_root[:16]}… of {signed_size}",
-            )
+    if (signed_root, signed_size) != (proof.frames_root, proof.frames_tree_size):
+        yield Check.failed(
+            "proof.frames_root",
+            f"proof claims root {proof.frames_root[:16]}… of {proof.frames_tree_size} frames, "
+            f"step.run signs {signed_root[:16]}… of {signed_size}",
         )
-        return checks
-    checks.append(_pass("proof.frames_root", f"output-frame tree root {signed_root[:16]}… of {signed_size} frames is signed"))
-    frame = proof["frame"]
+        return
+    yield Check.passed("proof.frames_root", f"output-frame tree root {signed_root[:16]}… of {signed_size} frames is signed")
     ok = merkle.verify_inclusion(
-        merkle.hash_leaf(frame["framehash_line"].encode()),
-        frame["index"],
-        signed_size,
-        [bytes.fromhex(h) for h in tree["inclusion"]],
-        bytes.fromhex(signed_root),
+        merkle.hash_leaf(proof.framehash_line.encode()), proof.frame_index, signed_size, proof.frames_inclusion, bytes.fromhex(signed_root)
     )
-    checks.append(
-        _pass("proof.frame_inclusion", f"frame {frame['index']} [{frame['framehash_line'].strip()}] is in the signed output")
+    yield (
+        Check.passed("proof.frame_inclusion", f"frame {proof.frame_index} [{proof.framehash_line.strip()[:120]}] is in the signed output")
         if ok
-        else _fail("proof.frame_inclusion", f"frame {frame['index']}'s inclusion proof does not reach the signed root")
+        else Check.failed("proof.frame_inclusion", f"frame {proof.frame_index}'s inclusion proof does not reach the signed root")
     )
-    return checks
