@@ -1,10 +1,11 @@
 """Frame hashes in ffmpeg's `framehash` text format (version 2, SHA-256).
 
 A frame's hash is SHA-256 over its decoded planes without line padding (see
-`forensic_vsr.media.planes_sha256`). This module turns a stream of (pts, hash, size) into the
-lines `ffmpeg -v error -noautorotate -i IN -map 0:v:0 -fps_mode passthrough -f framehash
--hash sha256 -` prints, byte for byte outside the `#` header lines, so that an auditor can
-`diff` our files against ffmpeg's own output.
+`forensic_vsr.media.planes_sha256`; evidence decoded bit-exact, see `forensic_vsr.media.decoder`).
+This module turns a stream of (pts, hash, size) into the lines `ffmpeg -v error -flags +bitexact
+-noautorotate -i IN -map 0:v:0 -fps_mode passthrough -f framehash -hash sha256 -` prints, byte
+for byte outside the `#` header lines, so that an auditor can `diff` our files against ffmpeg's
+own output. Pure: no I/O (`forensic_vsr.media.video_framehashes` decodes a file into these lines).
 
 The timestamp columns follow FFmpeg's command-line tool: the output time base is the inverse of
 the stream's guessed frame rate (its stream time base when no rate is known), and each frame's
@@ -20,13 +21,9 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
-from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 from forensic_vsr.timebase import rescale
-
-if TYPE_CHECKING:
-    from forensic_vsr.media import DecodedFrame, VideoReader
 
 HEADER_COLUMNS = "#stream#, dts,        pts, duration,     size, hash"
 _LINE = re.compile(r"^(\d+),\s*(-?\d+),\s*(-?\d+),\s*(-?\d+),\s*(\d+),\s*([0-9a-f]{64})$")
@@ -132,25 +129,11 @@ def parse(lines: Iterable[str]) -> Iterator[FrameHash]:
         yield FrameHash.parse(line)
 
 
-def video_framehashes(path: Path) -> tuple[list[str], Iterator[tuple[FrameHash, DecodedFrame]], VideoReader]:
-    """Header and lazily computed frame lines (with the decoded frames) for the first video
-    stream of `path`.
+def __getattr__(name: str) -> Any:
+    """Transitional: `video_framehashes` moved to `forensic_vsr.media` (this layer does no I/O).
+    Resolved lazily for callers that still import it from here; remove once none do."""
+    if name == "video_framehashes":
+        from forensic_vsr.media.framehash_io import video_framehashes
 
-    The returned reader must be closed by the caller (it is also where decode statistics are)."""
-    from forensic_vsr import __version__
-    from forensic_vsr.media import VideoReader, frame_planes, planes_sha256
-
-    reader = VideoReader(path)
-    info = reader.info
-    mapper = TimestampMapper(info.time_base, info.guessed_rate)
-
-    def lines() -> Iterator[tuple[FrameHash, DecodedFrame]]:
-        for decoded in reader.frames():
-            planes = frame_planes(decoded.frame)
-            dts, pts, duration = mapper.map(decoded.pts)
-            yield FrameHash(0, dts, pts, duration, sum(p.nbytes for p in planes), planes_sha256(planes)), decoded
-
-    head = header(
-        time_base=mapper.out_tb, width=info.width, height=info.height, sar=info.sample_aspect_ratio, software=f"forensic-vsr {__version__}"
-    )
-    return head, lines(), reader
+        return video_framehashes
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
