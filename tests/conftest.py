@@ -153,11 +153,14 @@ def run_fvsr(
 
 
 def ffmpeg_framehash(ffmpeg: str, path: Path) -> list[str]:
+    """ffmpeg's own framehash lines (no `#` lines), decoded bit-exact as the contract says."""
     out = subprocess.run(
         [
             ffmpeg,
             "-v",
             "error",
+            "-flags",
+            "+bitexact",
             "-noautorotate",
             "-i",
             str(path),
