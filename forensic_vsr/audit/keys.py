@@ -260,7 +260,7 @@ def _refuse_existing(paths: list[Path]) -> None:
             raise OutputError(f"{path.parent}: no such directory (nothing was written)")
 
 
-def write_new_files(files: list[tuple[Path, bytes, int]]) -> None:
+def _write_new_files(files: list[tuple[Path, bytes, int]]) -> None:
     """Create every (path, data, mode) or none: all targets are checked first, each file is
     written to a hidden sibling, synced, then linked into place (a link never replaces a file that
     appeared meanwhile); on any failure whatever was created is removed."""
@@ -300,7 +300,7 @@ def generate(out: Path, name: str, passphrase: bytes) -> Signer:
     _refuse_existing([out, pub, crt])  # before the costly scrypt
     signer = Signer(Ed25519PrivateKey.generate(), name)
     certificate = self_signed_certificate(signer).public_bytes(serialization.Encoding.PEM)
-    write_new_files(
+    _write_new_files(
         [
             (out, seal_key(signer.private_key, passphrase), 0o600),
             (pub, signer.public_pem().encode(), 0o644),

@@ -178,8 +178,9 @@ def check_report_signature(
         return False, f"report.pdf signature cannot be validated ({type(exc).__name__}: {exc})"
     if not (status.intact and status.valid):
         return False, "report.pdf signature does not verify: the signed bytes were altered"
-    if status.coverage.name != "ENTIRE_FILE":
-        return False, f"report.pdf signature covers {status.coverage.name}, not the entire file (something was appended)"
+    coverage = status.coverage.name if status.coverage is not None else "nothing"
+    if coverage != "ENTIRE_FILE":
+        return False, f"report.pdf signature covers {coverage}, not the entire file (something was appended)"
     pinned = "the recorded certificate" if certificate_sha256 is not None else "the supplied key"
     by = cert.subject.rfc4514_string()
     return True, f"PAdES signature ({status.pkcs7_signature_mechanism}) intact over the whole file, by {by} with {pinned}"
