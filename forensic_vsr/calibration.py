@@ -107,18 +107,28 @@ def calibrate(samples: list[Sample], scale: int, alpha: float = 0.1, delta: floa
     }
 
 
-def _rank(a: np.ndarray) -> np.ndarray:
+def _average_ranks(a: np.ndarray) -> np.ndarray:
+    """0-based ranks of a 1-D array, tied values sharing the mean of the ranks they span
+    (the "average" method of the Spearman coefficient). Ordinal ranks would order a tie
+    arbitrarily, and flat regions (thousands of equal errors or S = 0) would then count as
+    agreement."""
     order = np.argsort(a, kind="stable")
+    ordered = a[order]
+    starts_group = np.concatenate([[True], ordered[1:] != ordered[:-1]])
+    first = np.flatnonzero(starts_group)
+    last = np.concatenate([first[1:], [a.size]]) - 1
     ranks = np.empty(a.size, np.float64)
-    ranks[order] = np.arange(a.size, dtype=np.float64)
+    ranks[order] = ((first + last) / 2)[np.cumsum(starts_group) - 1]
     return ranks
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
-    ra, rb = _rank(a.ravel()), _rank(b.ravel())
+    """Spearman's rank correlation with average ranks for ties; NaN if either input is constant."""
+    ra, rb = _average_ranks(a.ravel()), _average_ranks(b.ravel())
     ra -= ra.mean()
     rb -= rb.mean()
-    return float((ra * rb).sum() / math.sqrt((ra * ra).sum() * (rb * rb).sum()))
+    denominator = math.sqrt((ra * ra).sum() * (rb * rb).sum())
+    return float((ra * rb).sum() / denominator) if denominator else math.nan
 
 
 def ause_normalized(uncertainty: np.ndarray, abs_error: np.ndarray, steps: int = 50) -> float:
