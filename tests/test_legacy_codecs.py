@@ -162,3 +162,26 @@ def test_damaged_stream_decodes_the_same_every_time(legacy, tmp_path: Path) -> N
 def test_decoder_records_with_unknown_settings_are_refused(record: dict[str, object]) -> None:
     with pytest.raises(IntegrityError):
         DecoderSettings.from_record(record)
+
+
+def test_ingest_schema_takes_the_decoder_record_and_stays_valid_without(legacy) -> None:  # type: ignore[no-untyped-def]
+    from forensic_vsr.audit.schemas import schema_errors
+
+    digest = "0" * 64
+    format_1 = {
+        "evidence": {"name": "e.avi", "size": 1, "sha256": digest},
+        "probe": {"container": "avi", "codec": "msmpeg4v3", "pix_fmt": "yuv420p", "width": 176, "height": 144, "time_base": "1/25"},
+        "frames_decoded": 12,
+        "pts": list(range(12)),
+        "timing": {"vfr": False},
+        "rotation": 0,
+        "decode": {"packets": 12, "corrupt_packets": 0, "decode_errors": 0, "corrupt_frames": 0, "errors": []},
+        "input_framehash": {"file": "input.framehash", "sha256": digest, "merkle_root": digest, "tree_size": 12},
+        "exiftool": {},
+    }
+    with VideoReader(legacy("msmpeg4v3")) as reader:
+        decoder = reader.decoder_record()
+    assert schema_errors("evidence.ingest", format_1) == []
+    assert schema_errors("evidence.ingest", {**format_1, "decoder": decoder}) == []
+    assert schema_errors("evidence.ingest", {**format_1, "decoder": {**decoder, "options": {"flags": "+gray"}}})
+    assert schema_errors("evidence.ingest", {**format_1, "decoder": {k: v for k, v in decoder.items() if k != "libraries"}})
