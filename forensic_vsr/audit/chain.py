@@ -98,7 +98,8 @@ def _open_record(line: bytes, key: Ed25519PublicKey, i: int) -> dict[str, Any]:
 
 
 def read_chain(bundle: Path, key: Ed25519PublicKey) -> tuple[ChainView, list[Check]]:
-    """Parse chain.jsonl and check signatures, schemas and hash links.
+    """Parse chain.jsonl and check signatures, schemas and hash links. Only records that are
+    signed by `key` and match their schema have a payload in the view; the others are None.
 
     Records after the PROBLEM_BUDGET-th bad one are kept as lines but not opened (their payloads
     are None), so a chain of a million copies of one record costs a few signature checks."""
@@ -111,6 +112,10 @@ def read_chain(bundle: Path, key: Ed25519PublicKey) -> tuple[ChainView, list[Che
     checks: list[Check] = []
     if not terminated:
         checks.append(Check.failed("chain.format", "chain.jsonl does not end with a newline: the last record was cut off"))
+    blank = [i for i, line in enumerate(view.lines) if not line.strip()]
+    if blank:
+        checks.append(Check.failed("chain.format", f"chain.jsonl has {len(blank)} blank line(s), first at line {blank[0] + 1}"))
+        view.lines = [line for line in view.lines if line.strip()]
     sig_problems: list[str] = []
     schema_problems: list[str] = []
     link_problems: list[str] = []
@@ -134,7 +139,7 @@ def read_chain(bundle: Path, key: Ed25519PublicKey) -> tuple[ChainView, list[Che
         problems = record_errors(payload)
         if problems:
             schema_problems.append(f"record {i}: {problems[0][:200]}")
-        view.payloads.append(payload)
+        view.payloads.append(None if problems else payload)  # signed but malformed: not believed either
         prev = record_digest(line)
     n = len(view.lines)
     checks.append(

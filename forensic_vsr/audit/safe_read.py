@@ -195,9 +195,10 @@ def hash_recorded(bundle: Path, name: str, size: Any) -> str:
 
 
 def read_lines(bundle: Path, name: str, max_line: int, max_lines: int, max_total: int) -> tuple[list[bytes], bool]:
-    """The non-empty lines of a line-oriented file without their newlines, and whether the file
-    ends with a newline. The size is bounded before reading, each line and the number of lines
-    while reading, so a file of a million copies of one line stops at line `max_lines` + 1."""
+    """The lines of a line-oriented file without their newlines, and whether the file ends with
+    a newline (a last line without one is still returned). The size is bounded before reading,
+    each line and the number of lines while reading, so a file of a million copies of one line
+    stops at line `max_lines` + 1."""
     fd, size = open_in_bundle(bundle, name)
     if size > max_total:
         os.close(fd)
@@ -208,7 +209,7 @@ def read_lines(bundle: Path, name: str, max_line: int, max_lines: int, max_total
         while chunk := fh.read(_CHUNK):
             pieces = (partial + chunk).split(b"\n")
             partial = pieces.pop()
-            lines.extend(p for p in pieces if p)
+            lines.extend(pieces)
             if len(lines) > max_lines:
                 raise UnsafeFile(f"{name} has more than {max_lines} lines, the limit")
             if len(partial) > max_line or any(len(p) > max_line for p in pieces):

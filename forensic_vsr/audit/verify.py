@@ -172,8 +172,6 @@ def _files(run: _Run) -> Iterator[Check]:
     )
     bad = []
     for name, entry in sorted(run.recorded.items()):
-        if name in missing:
-            continue
         try:
             got = hash_recorded(run.bundle, name, entry.get("size"))
         except UnsafeFile as exc:
@@ -212,10 +210,14 @@ def framehash_bound(frames: int) -> int:
 
 def read_framehash(bundle: Path, entry: dict[str, Any], frames: int) -> list[FrameHash]:
     """The frame lines of a recorded framehash file: read only if its size is the signed one
-    and within what `frames` signed frames can take, parsed only if its sha256 is the signed one."""
+    and within what `frames` signed frames can take, parsed only if its sha256 is the signed one.
+    Raises UnsafeFile."""
     cap = framehash_bound(frames)
     data = read_recorded(bundle, entry["name"], entry.get("size"), entry.get("sha256"), cap)
-    lines = list(parse(data.decode("ascii").splitlines()))
+    try:
+        lines = list(parse(data.decode("ascii").splitlines()))
+    except ValueError as exc:
+        raise UnsafeFile(f"{entry['name']}: {exc}") from None
     if len(lines) != frames:
         raise UnsafeFile(f"{entry['name']} has {len(lines)} frame lines, the signed records say {frames}")
     return lines
@@ -243,7 +245,11 @@ def _frames(run: _Run) -> Iterator[Check]:
     if "input.framehash" not in run.verified:
         yield _not_verified("input.framehash", "frames.input_root")
     else:
-        inp = read_framehash(bundle, run.recorded["input.framehash"], rec["tree_size"])
+        try:
+            inp = read_framehash(bundle, run.recorded["input.framehash"], rec["tree_size"])
+        except UnsafeFile as exc:
+            yield _fail("frames.input_root", str(exc))
+            return
         in_root = _leaf_root(inp)
         yield (
             _pass("frames.input_root", f"{len(inp)} input frame hashes, Merkle root {in_root[:16]}… as recorded")
@@ -259,7 +265,11 @@ def _frames(run: _Run) -> Iterator[Check]:
     if "output.framehash" not in run.verified:
         yield _not_verified("output.framehash", "frames.output_root")
         return
-    out = read_framehash(bundle, run.recorded["output.framehash"], subject["annotations"]["tree_size"])
+    try:
+        out = read_framehash(bundle, run.recorded["output.framehash"], subject["annotations"]["tree_size"])
+    except UnsafeFile as exc:
+        yield _fail("frames.output_root", str(exc))
+        return
     out_root = _leaf_root(out)
     signed_root = subject["digest"].get("rfc9162-sha256")
     yield (
@@ -309,7 +319,10 @@ def _map(run: _Run, step: dict[str, Any], check: str, entry: dict[str, Any]) -> 
     subject = _subject(step, f"frames:{video}")
     if subject is None:
         return _fail(check, f"step.run signs no frames:{video} subject")
-    recorded = read_framehash(run.bundle, run.recorded[framehash], subject["annotations"]["tree_size"])
+    try:
+        recorded = read_framehash(run.bundle, run.recorded[framehash], subject["annotations"]["tree_size"])
+    except UnsafeFile as exc:
+        return _fail(check, str(exc))
     root = _leaf_root(recorded)
     if root != subject["digest"].get("rfc9162-sha256") or root != entry["merkle_root"]:
         return _fail(check, f"{framehash} root {root[:16]}… is not the root step.run signs")
@@ -355,7 +368,11 @@ def _evidence(run: _Run, evidence: Path) -> Iterator[Check]:
     if "input.framehash" not in run.verified:
         yield _not_verified("input.framehash", "evidence.frames")
         return
-    recorded = read_framehash(run.bundle, run.recorded["input.framehash"], ingest["input_framehash"]["tree_size"])
+    try:
+        recorded = read_framehash(run.bundle, run.recorded["input.framehash"], ingest["input_framehash"]["tree_size"])
+    except UnsafeFile as exc:
+        yield _fail("evidence.frames", str(exc))
+        return
     yield _compare_lines("evidence.frames", f"{evidence.name} decoded now", _decode_lines(evidence), "input.framehash", recorded)
 
 
