@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from fractions import Fraction
 from pathlib import Path
 
@@ -48,3 +50,23 @@ def test_line_round_trip() -> None:
     assert FrameHash.parse(line).line() == line
     with pytest.raises(ValueError):
         FrameHash.parse("0, 1, 1, 1, 10, nothex")
+
+
+def test_framehash_format_is_pure() -> None:
+    """integrity does no I/O: the format code loads neither PyAV nor the media layer."""
+    code = "import sys, forensic_vsr.integrity.framehash; print(sorted({'av', 'forensic_vsr.media', 'numpy'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_video_framehashes_reads_through_media(carphone: Path) -> None:
+    from forensic_vsr.integrity import framehash
+    from forensic_vsr.media import video_framehashes
+
+    assert framehash.video_framehashes is video_framehashes  # the transitional name resolves to media's
+    head, lines, reader = video_framehashes(carphone)
+    with reader:
+        first = next(lines)[0]
+        assert reader.decoder_record()["options"] == {"flags": "+bitexact", "idct": "auto"}
+    assert head[-1] == framehash.HEADER_COLUMNS
+    assert first.pts == 0 and first.size == 176 * 144 * 3 // 2
