@@ -36,7 +36,7 @@ def _field(obj: Any, key: str, kind: type, where: str) -> Any:
     value = obj[key]
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise ValueError(f"{where}.{key} is {type(value).__name__}, expected {kind.__name__}")
-    if kind is int and not 0 <= value < 1 << 63:
+    if isinstance(value, int) and not 0 <= value < 1 << 63:
         raise ValueError(f"{where}.{key} is out of range")
     return value
 

@@ -10,6 +10,7 @@ bundle verifies when every check passes. Imports neither torch nor cv2.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -190,11 +191,11 @@ def _files(run: _Run) -> Iterator[Check]:
     if step:
         sub_bad = []
         for subject in step["subject"]:
-            entry = run.recorded.get(subject["name"])
+            written = run.recorded.get(subject["name"])
             want = subject["digest"].get("sha256")
-            if want and (entry is None or entry["sha256"] != want):
+            if want and (written is None or written["sha256"] != want):
                 sub_bad.append(
-                    f"{subject['name']}: step.run names {want[:16]}…, output.write names {(entry or {}).get('sha256', 'nothing')[:16]}…"
+                    f"{subject['name']}: step.run names {want[:16]}…, output.write names {(written or {}).get('sha256', 'nothing')[:16]}…"
                 )
         yield (
             _fail("step.subjects", "; ".join(sub_bad[:6]))
@@ -292,12 +293,12 @@ def _maps(run: _Run) -> Iterator[Check]:
     step = run.view.first("step.run")
     if step is None:
         return
-    annotations = next((b["annotations"] for b in step["predicate"]["runDetails"]["byproducts"] if b["name"] == "step"), {})
+    annotations: dict[str, Any] = next((b["annotations"] for b in step["predicate"]["runDetails"]["byproducts"] if b["name"] == "step"), {})
     maps = annotations.get("maps")
     if not maps:
         return
     for name, entry in sorted(maps["files"].items()):
-        yield from guarded(f"maps.{name}", lambda name=name, entry=entry: [_map(run, step, f"maps.{name}", entry)])
+        yield from guarded(f"maps.{name}", functools.partial(lambda check, entry: [_map(run, step, check, entry)], f"maps.{name}", entry))
     flagged = maps["flagged"]
     recorded = run.recorded.get(flagged["file"])
     yield (
@@ -416,7 +417,7 @@ def verify_bundle(
     yield from run.note(guarded("frames", lambda: _frames(run)))
     yield from run.note(guarded("maps", lambda: _maps(run)))
     for extra in extra_checks:
-        yield from run.note(guarded(getattr(extra, "__name__", "extra_checks"), lambda extra=extra: _extra(run, extra)))
+        yield from run.note(guarded(getattr(extra, "__name__", "extra_checks"), functools.partial(_extra, run, extra)))
     if evidence is not None:
         yield from run.note(guarded("evidence", lambda: _evidence(run, Path(evidence))))
 
