@@ -540,8 +540,13 @@ def report_checks(bundle: Path, view: ChainView, key: Ed25519PublicKey) -> list[
         else Check.failed("report.content", "report.pdf differs from the report the signed records give: its text was altered")
     ]
     if unsigned:
-        from forensic_vsr.audit.pdfsign import check_signature
+        from forensic_vsr.audit.bundle_format import FORMAT_1, bundle_format, read_manifest
+        from forensic_vsr.audit.pdfsign import check_report_signature
 
-        ok, reason = check_signature(data, key)
+        # format 1 signed the report with the Ed25519 examiner key itself; later formats with the
+        # certificate whose sha256 report.generate records (a P-256 key or a lab's certificate)
+        old = bundle_format(read_manifest(bundle)) == FORMAT_1
+        recorded = rec.get("signature", {}).get("certificate_sha256")
+        ok, reason = check_report_signature(data, certificate_sha256=recorded, ed25519_public_key=key if old else None)
         checks.append(Check.passed("report.signature", reason) if ok else Check.failed("report.signature", reason))
     return checks

@@ -114,21 +114,23 @@ def test_formats_end_to_end(clip: str, scale: int, model: str, out_fmt: str, syn
 
 def test_round_trip_mismatch_is_an_error(monkeypatch: pytest.MonkeyPatch, synth, keypair, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """If the master did not decode to what was hashed before encoding, the run must fail."""
-    from forensic_vsr import enhance as enh
     from forensic_vsr.audit.keys import load_signer
+    from forensic_vsr.bundle import frames
     from forensic_vsr.errors import IntegrityError
+    from forensic_vsr.pipeline import enhance
+    from forensic_vsr.recipe import Examiner, Recipe
 
-    real = enh.planes_sha256
+    real = frames.planes_sha256
     calls = {"n": 0}
 
     def off_by_one(planes):  # type: ignore[no-untyped-def]
         calls["n"] += 1
         return real(planes) if calls["n"] != 3 else "0" * 64
 
-    monkeypatch.setattr(enh, "planes_sha256", off_by_one)
+    monkeypatch.setattr(frames, "planes_sha256", off_by_one)
     signer = load_signer(keypair[0], b"test-passphrase-123", "t")
     with pytest.raises(IntegrityError, match="round trip failed at output frame 2"):
-        enh.enhance(synth("yuv444p"), tmp_path / "b", enh.Recipe("evidential", "lanczos", 2), enh.Examiner("t", None, signer), False)
+        enhance(synth("yuv444p"), tmp_path / "b", Recipe("evidential", "lanczos", 2), Examiner("t", None, signer), False)
     assert list(tmp_path.iterdir()) == []
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from forensic_vsr.enhance import Recipe, decide_recipe
+from forensic_vsr.recipe import Recipe, decide_recipe
 from forensic_vsr.errors import UsageError
 from forensic_vsr.media import frame_planes
 from forensic_vsr.models.arch import ResidualSR, detect_architecture
@@ -116,7 +116,7 @@ CASES = [  # rule, allowed recipe, refused recipe, expected words in the refusal
         {"model": "tiny-nondeterministic-x2", "mode": "demonstrative"},
         "not established",
     ),
-    ("allowed_precisions", {"precision": "fp32"}, {"precision": "fp16"}, "precision fp16"),
+    ("allowed_precisions", {"precision": "fp32"}, {"precision": "fp16", "model": "tiny-fidelity-x2", "device": "cuda"}, "precision fp16"),
     ("uncertainty_maps_required", {}, {"maps": False}, "--no-maps"),
     ("report_required", {}, {"report": False}, "--no-report"),
 ]
@@ -251,3 +251,30 @@ def test_evidential_fidelity_model_runs_with_data_consistency(models: Path, synt
         run_fvsr("verify", out, "--pubkey", keypair[1], "--evidence", src, "--reproduce", env={"FVSR_MODELS_PATH": str(models)}).returncode
         == 0
     )
+
+
+@pytest.mark.parametrize(
+    ("recipe", "words"),
+    [
+        ({"precision": "fp16"}, "only learned models run at reduced precision"),
+        ({"precision": "bf16", "model": "tiny-fidelity-x2"}, "needs --device cuda"),
+        ({"precision": "fp8"}, "use one of fp32, fp16, bf16"),
+    ],
+)
+def test_precision_that_would_not_run_is_refused_not_recorded(recipe: dict, words: str, models: Path) -> None:
+    """--precision is applied (fp16/bf16 networks on CUDA) or refused: a record never says a
+    precision that did not run."""
+    r = Recipe(**{"mode": "evidential", "model": "lanczos", "scale": 2, "models_dirs": (models,), **recipe})  # type: ignore[arg-type]
+    with pytest.raises(UsageError, match=words):
+        decide_recipe(r)
+
+
+def test_device_recorded_is_the_device_that_ran(tmp_path: Path, carphone: Path, keypair: tuple[Path, Path]) -> None:
+    """Classical interpolation runs on the CPU whatever --device says, and the records say cpu."""
+    out = tmp_path / "b"
+    run_fvsr("enhance", carphone, "-o", out, "--key", keypair[0], "--frames", "0:2", "--device", "auto", "-q", check=True)
+    step = record(out, "step.run")
+    annotations = step["predicate"]["runDetails"]["byproducts"][0]["annotations"]
+    assert annotations["devices"] == ["cpu"]
+    assert step["predicate"]["buildDefinition"]["internalParameters"]["device"] == "cpu"
+    assert step["predicate"]["buildDefinition"]["externalParameters"]["device"] == "auto"  # what was asked, as asked

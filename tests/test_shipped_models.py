@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from forensic_vsr.enhance import Recipe, decide_recipe
+from forensic_vsr.recipe import Recipe, decide_recipe
 from forensic_vsr.models.registry import registry, resolve
 
 MODELS = Path(__file__).resolve().parent.parent / "models"

@@ -231,7 +231,7 @@ def test_reproduce_is_bit_exact(small_bundles, keypair) -> None:  # type: ignore
 
 
 def test_reproduce_counts_differing_samples(small_bundles, keypair, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from forensic_vsr.audit.reproduce import sample_differences
+    from forensic_vsr.reproduce import sample_differences
 
     a, _b, _ = small_bundles
     bundle = tmp_path / "t"

@@ -48,7 +48,15 @@ FORMAT_1 = BundleFormat(
     unsigned_files=frozenset({MANIFEST, CHAIN}),
     refusal_signs_tool_version=False,
 )
-FORMATS: dict[str, BundleFormat] = {f.name: f for f in (FORMAT_1,)}
+# Format 2: report.pdf is PAdES-signed under the certificate report.generate records (ECDSA P-256
+# or a lab's certificate), no longer with the Ed25519 examiner key itself.
+FORMAT_2 = BundleFormat(
+    name="forensic-vsr-bundle/2",
+    manifest_fields=FORMAT_1.manifest_fields,
+    unsigned_files=FORMAT_1.unsigned_files,
+    refusal_signs_tool_version=False,
+)
+FORMATS: dict[str, BundleFormat] = {f.name: f for f in (FORMAT_1, FORMAT_2)}
 DEFAULT_UNSIGNED_FILES = FORMAT_1.unsigned_files  # when the manifest names no known format
 
 _PEM = re.compile(r"\A\s*-----BEGIN PUBLIC KEY-----\s*([A-Za-z0-9+/=\s]+?)\s*-----END PUBLIC KEY-----\s*\Z")

@@ -1,6 +1,7 @@
 """Inference on one native plane (luma). Contract: input is an (H, W) uint8/uint16 plane with
 values in [0, max_value]; output is (s*H, s*W) of the same dtype, rounded half to even and
-clipped. fp32, eval mode, `torch.inference_mode`, deterministic algorithms.
+clipped. fp32 (fp16/bf16 on CUDA when asked: the weights and activations are cast, the output is
+read back as float32), eval mode, `torch.inference_mode`, deterministic algorithms.
 
 Frames larger than the memory budget run in tiles. Each tile is cut with a margin of input
 context at least as wide as the network's receptive field, and only its interior is kept, so
@@ -39,6 +40,22 @@ def select_device(requested: str) -> torch.device:
     return torch.device(requested)
 
 
+_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def _dtype(precision: str, device: torch.device, model: ResolvedModel) -> torch.dtype:
+    """The arithmetic type that will actually run; anything else is refused, never recorded."""
+    if precision not in _DTYPES:
+        raise UsageError(f"--precision {precision}: use one of {', '.join(_DTYPES)}")
+    if precision != "fp32":
+        if device.type != "cuda":
+            raise UsageError(f"--precision {precision} needs a CUDA device; on {device.type} {model.id} runs in fp32")
+        allowed = model.card.data.get("precisions", ["fp32"]) if model.card is not None else ["fp32"]
+        if precision not in allowed:
+            raise UsageError(f"--precision {precision}: the card of {model.id} allows {', '.join(allowed)}")
+    return _DTYPES[precision]
+
+
 def receptive_radius(net: nn.Module) -> int:
     """How far (in input samples) an output sample can see: the sum of the convolutions' radii
     (they run in sequence at input resolution), and the bicubic skip's reach."""
@@ -63,9 +80,11 @@ class PlaneUpscaler:
         tile: int | None = None,
         memory_budget_mib: int = DEFAULT_MEMORY_BUDGET_MIB,
         batch: int | None = None,
+        precision: str = "fp32",
     ) -> None:
         """`tile`: None picks tiles from the memory budget, 0 never tiles, N uses N x N tiles.
-        `batch`: frames per forward pass; None means 8 on CUDA and 1 on CPU."""
+        `batch`: frames per forward pass; None means 8 on CUDA and 1 on CPU. `precision`: fp32
+        anywhere; fp16 or bf16 only on CUDA and only where the card lists it."""
         if model.weights_path is None or model.architecture is None:
             raise UsageError(f"{model.id} has no network to run")
         if model.weights_verified is False:
@@ -76,7 +95,9 @@ class PlaneUpscaler:
         self.device = select_device(device)
         net = build(model.architecture)
         net.load_state_dict(load_state_dict(model.weights_path), strict=True)
-        self.net = net.eval().to(self.device)
+        self.precision = precision
+        self.dtype = _dtype(precision, self.device, model)
+        self.net = net.eval().to(self.device, dtype=self.dtype)
         self.scale = int(model.architecture["params"]["scale"])
         self.channels = int(model.architecture["params"].get("channels", 32))
         self.margin = receptive_radius(net) + 2
@@ -103,7 +124,7 @@ class PlaneUpscaler:
 
     def _forward(self, x: np.ndarray) -> np.ndarray:
         """(N, H, W) float32 in [0, 1] -> (N, sH, sW) float32."""
-        t = torch.from_numpy(np.ascontiguousarray(x))[:, None].to(self.device)
+        t = torch.from_numpy(np.ascontiguousarray(x))[:, None].to(self.device, dtype=self.dtype)
         with torch.inference_mode():
             return self.net(t)[:, 0].float().cpu().numpy()
 

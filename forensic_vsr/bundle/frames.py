@@ -1,0 +1,286 @@
+"""The enhancement pass: decode the selected frames again, run them through the stages, hash
+each output frame, encode the FFV1 master and the H.264 preview, decode the master's packets
+back as they are written (lossless round trip), and feed the maps. Encoding, the round trip and
+the maps run on worker threads (media.PipelineStage) beside the decode-and-process loop."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from forensic_vsr import __version__, layout
+from forensic_vsr.bundle.maps import MapsWriter
+from forensic_vsr.bundle.master import FFV1_OPTIONS, PACKED_ORDER, PREVIEW_OPTIONS, convert_packed, framehash_from_stored, master_pix_fmt
+from forensic_vsr.bundle.writer import BundleDir
+from forensic_vsr.errors import IntegrityError
+from forensic_vsr.media import (
+    Colour,
+    PipelineStage,
+    RoundTripCheck,
+    VideoReader,
+    VideoWriter,
+    frame_from_planes,
+    frame_planes,
+    plane_geometry,
+    planes_sha256,
+)
+from forensic_vsr.models.registry import ResolvedModel
+from forensic_vsr.models.tasks import op_name, runs_on_luma, task
+from forensic_vsr.ops.consistency import OPERATOR as CONSISTENCY_OPERATOR
+from forensic_vsr.ops.label import burn_label
+from forensic_vsr.ops.operations import stage_for
+from forensic_vsr.ops.stages import RECORD_KEYS, Chain, Done, Stage, StageParams
+from forensic_vsr.policy import Decision
+from forensic_vsr.progress import progress
+from forensic_vsr.recipe import Recipe, pre_models, recipe_facts
+
+HASHES_SCRATCH = ".output-hashes"  # sha256 and size of each output frame, until output.framehash is written
+
+
+def stage_params(recipe: Recipe, src_fmt: str, siting: str, width: int, height: int, project: bool) -> StageParams:
+    return StageParams(
+        scale=recipe.scale,
+        src_fmt=src_fmt,
+        siting=siting,
+        in_width=width,
+        in_height=height,
+        device=recipe.device,
+        precision=recipe.precision,
+        tile=recipe.tile,
+        batch=recipe.batch,
+        psf=recipe.psf,
+        roi=recipe.roi,
+        deinterlace=recipe.deinterlace,
+        project=project,
+    )
+
+
+class FramePass:
+    """One enhancement pass over frames [start, end) of the evidence into `bundle`."""
+
+    def __init__(self, evidence: Path, bundle: BundleDir, recipe: Recipe, model: ResolvedModel, decision: Decision) -> None:
+        self.evidence, self.bundle, self.recipe, self.model = evidence, bundle, recipe, model
+        self.label = decision.policy.rules["output_label"]
+        self.consistency = decision.policy.rules["data_consistency"]
+        self.rules = decision.policy.rules
+        self.written = 0
+
+    def run(self, start: int, end: int, show_progress: bool | None) -> tuple[dict[str, Any], list[bytes]]:
+        """Returns the step summary and the Merkle leaf hashes of output.framehash."""
+        recipe, model = self.recipe, self.model
+        with VideoReader(self.evidence) as reader, open(self.bundle.path(HASHES_SCRATCH), "w", encoding="ascii") as self.hashes:
+            info = reader.info
+            self.src_fmt = src_fmt = info.pix_fmt
+            self.dst_fmt = master_pix_fmt(src_fmt)
+            self.out_w, self.out_h = info.width * recipe.scale, info.height * recipe.scale
+            siting = "center" if src_fmt.startswith("yuvj") else "left"
+            project = runs_on_luma(model) and recipe_facts(recipe, model).data_consistency_available
+            params = stage_params(recipe, src_fmt, siting, info.width, info.height, project)
+            pre_params = dataclasses.replace(params, scale=1, project=False, keep_maps=False)
+            self.pre = [stage_for(m, pre_params) for m in pre_models(recipe)]
+            self.main = stage_for(model, params)
+            stages: list[Stage] = [*self.pre, self.main]
+            rate = info.guessed_rate
+            for stage in stages:
+                stage.stream_field_order = info.field_order
+                if rate:  # a frame's duration in input ticks: half a frame in the halved output time base
+                    stage.field_ticks = max(1, round(1 / (rate * info.time_base)))
+            self.factor = math.prod(stage.frames_per_input for stage in stages)
+            out_tb = info.time_base / self.factor
+            rate = rate * self.factor if rate else rate
+            self._open_writers(info, reader.colour, siting, out_tb, rate)
+            self.vmax = plane_geometry(src_fmt)[0][2]
+            self.warp = None
+            if self.main.temporal:
+                from forensic_vsr.ops.temporal import WarpError
+
+                self.warp = WarpError("output" if task(model) == "stabilise" else "input")
+            chain = Chain(stages)
+            try:
+                with progress("enhance", (end - start) * self.factor, show_progress) as self.advance:
+                    for decoded in reader.frames():
+                        if decoded.index < start:
+                            continue
+                        if decoded.index >= end:
+                            break
+                        self._emit(chain.push((decoded.index, decoded.pts), frame_planes(decoded.frame)))
+                    self._emit(chain.flush())
+                self.encoder.close()
+                self.checker.submit(self.master.close())
+                self.checker.submit(None)  # flush the decoder
+                self.checker.close()
+                self.mapper.close()
+                maps_step = self.maps.finish() if self.maps is not None else None
+            finally:
+                self._close_writers()
+        check = self._check_round_trip(end - start)
+        return self._step(start, end, siting, project, check, maps_step), self._output_framehash()
+
+    def _open_writers(self, info: Any, colour: Colour, siting: str, out_tb: Any, rate: Any) -> None:
+        """Master, preview and maps carry the evidence's sample aspect ratio, chroma siting and
+        colour description (they change no sample; they tell a player how to show them)."""
+        mode_tags = {"FVSR_MODE": self.recipe.mode, "FVSR_TOOL": f"forensic-vsr {__version__}", "FVSR_MODEL": self.model.id}
+        if self.label:
+            mode_tags["FVSR_LABEL"] = self.label
+        w, h = self.out_w, self.out_h
+        self.master = VideoWriter(
+            self.bundle.path(layout.MASTER),
+            codec="ffv1",
+            pix_fmt=self.dst_fmt,
+            width=w,
+            height=h,
+            time_base=out_tb,
+            rate=rate,
+            options=FFV1_OPTIONS,
+            metadata=mode_tags,
+            sample_aspect_ratio=info.sample_aspect_ratio,
+            chroma_location=siting if self.src_fmt.startswith("yuv") else None,
+            colour=colour,
+        )
+        self.pw, self.ph = w - w % 2, h - h % 2
+        full_range = colour.color_range == 2  # AVCOL_RANGE_JPEG: the yuv420p preview is converted to TV range
+        preview_colour = dataclasses.replace(colour, color_range=1) if full_range else colour
+        self.preview = VideoWriter(
+            self.bundle.path(layout.PREVIEW),
+            codec="libx264",
+            pix_fmt="yuv420p",
+            width=self.pw,
+            height=self.ph,
+            time_base=out_tb,
+            rate=rate,
+            options=PREVIEW_OPTIONS,
+            metadata=mode_tags,
+            sample_aspect_ratio=info.sample_aspect_ratio,
+            chroma_location="left",
+            colour=preview_colour if self.src_fmt.startswith("yuv") else None,
+        )
+        self.checks: list[RoundTripCheck] = []
+        self.checker = PipelineStage(lambda packets: self.checks[0].feed(packets), "round-trip")
+        self.maps = (
+            MapsWriter(
+                self.bundle, w, h, self.recipe.scale, info, self.src_fmt, self.rules, self.model, self.main.extra_map_names, out_tb, rate
+            )
+            if self.recipe.maps
+            else None
+        )
+        self.mapper = PipelineStage(self.maps.add if self.maps else lambda *_: None, "maps")
+        self.encoder = PipelineStage(self._encode, "encoder")
+
+    def _close_writers(self) -> None:
+        self.encoder.close()
+        self.checker.close()
+        self.mapper.close()
+        if self.maps is not None:
+            self.maps.close()
+        self.master.close()
+        self.preview.close()
+
+    def _encode(self, out_planes: list[np.ndarray], pts: int) -> None:
+        """On the encoder thread: hash, encode the master (its packets go to the round trip) and the preview."""
+        sha256 = planes_sha256(out_planes)
+        self.hashes.write(f"{sha256} {sum(p.nbytes for p in out_planes)}\n")
+        frame = frame_from_planes(out_planes, self.dst_fmt, self.out_w, self.out_h)
+        if not self.checks:  # FFV1's extradata exists once the encoder has opened
+            packets = self.master.write(frame, pts)
+            self.checks.append(RoundTripCheck("ffv1", self.master.extradata, self.out_w, self.out_h))
+        else:
+            packets = None
+        self.checks[0].expect(sha256)
+        self.checker.submit(packets if packets is not None else self.master.write(frame, pts))
+        view = frame.reformat(width=self.pw, height=self.ph, format="yuv420p")
+        self.preview.write(burn_label(view, self.label) if self.label else view, pts)
+
+    def _emit(self, done: Done) -> None:
+        """Hand finished frames to the encoder, the maps and the warp-error measure, in order."""
+        residuals = self.main.residuals
+        for (index, pts), planes, out_planes in done:
+            map_plane = out_planes[0]  # in the source's component order, like planes[0]
+            if self.src_fmt in PACKED_ORDER:
+                out_planes = [convert_packed(out_planes[0], self.src_fmt, self.dst_fmt)]
+            limit = self.consistency["max_rms_residual"]
+            if residuals and self.consistency["required"] and residuals[self.written] > limit:
+                raise IntegrityError(
+                    f"frame {index}: data-consistency RMS residual {residuals[self.written]:.3f} exceeds the policy's {limit}"
+                )
+            self.encoder.submit(out_planes, pts)  # hashed, encoded and checked on the worker threads
+            extra = self.main.extras((index, pts))  # taken even without maps: nothing piles up
+            if self.maps is not None:
+                self.mapper.submit(planes[0], map_plane, pts, extra)
+            if self.warp is not None:
+                self.warp.add(
+                    planes[0] if planes[0].ndim == 2 else planes[0][..., 0],
+                    map_plane if map_plane.ndim == 2 else map_plane[..., 0],
+                    self.vmax,
+                )
+            self.written += 1
+            self.advance()
+
+    def _check_round_trip(self, n_in: int) -> RoundTripCheck:
+        expected = n_in * self.factor
+        if self.written != expected:
+            raise IntegrityError(
+                f"wrote {self.written} frames in the enhancement pass, expected {expected}: "
+                "the evidence decodes differently on a second read"
+            )
+        check = self.checks[0]
+        if check.mismatch is not None:
+            index, want, got = check.mismatch
+            raise IntegrityError(f"lossless round trip failed at output frame {index}: encoded {want[:16]}…, decoded {got[:16]}…")
+        if check.checked != self.written:
+            raise IntegrityError(f"lossless round trip failed: {self.written} frames encoded, {check.checked} decoded back")
+        return check
+
+    def _step(self, start: int, end: int, siting: str, project: bool, check: RoundTripCheck, maps_step: Any) -> dict[str, Any]:
+        recipe, model, residuals = self.recipe, self.model, self.main.residuals
+        luma = runs_on_luma(model)
+        main_record = {key: None for key in RECORD_KEYS} | self.main.record()
+        return {
+            "frames": {"start": start, "end": end, "count": self.written},
+            "frames_per_input": self.factor,
+            "pix_fmt_in": self.src_fmt,
+            "pix_fmt_out": self.dst_fmt,
+            "width_out": self.out_w,
+            "height_out": self.out_h,
+            "chroma_siting_assumed": siting,
+            "luma": model.id if luma else None,
+            "planes_classical": ("copy (x1)" if recipe.scale == 1 else "lanczos") if luma else model.id,
+            "label": self.label,
+            "data_consistency": None
+            if not project
+            else {
+                "operator": CONSISTENCY_OPERATOR,
+                "plane": "luma",
+                "projection": "x + A_pinv(y - A x), separable closed form",
+                "units": "8-bit levels",
+                "rms_residual_per_frame": [round(r, 6) for r in residuals],
+                "rms_residual_max": round(max(residuals, default=0.0), 6),
+                "tolerance": self.consistency["max_rms_residual"] if self.consistency["required"] else None,
+            },
+            "lossless_round_trip": {"frames_decoded_back": check.checked, "all_equal": True},
+            **main_record,
+            "devices": sorted({s.device for s in [*self.pre, self.main]}),
+            "pre_operations": [
+                {
+                    "op": op_name(stage.model),
+                    "model": stage.model.id,
+                    **{k: stage.record().get(k) for k in RECORD_KEYS if k != "multiframe"},
+                }
+                for stage in self.pre
+            ],
+            "temporal_consistency": self.warp.result() if self.warp is not None else None,
+            "maps": maps_step,
+        }
+
+    def _output_framehash(self) -> list[bytes]:
+        """output.framehash from the master's stored timestamps and the frame hashes proven by the
+        round trip."""
+        scratch = self.bundle.path(HASHES_SCRATCH)
+        with open(scratch, encoding="ascii") as f:
+            stored = ((sha, int(size)) for sha, size in (line.split() for line in f))
+            leaves = framehash_from_stored(self.bundle.path(layout.MASTER), self.bundle.path(layout.OUTPUT_FRAMEHASH), stored)
+        scratch.unlink()
+        return leaves

@@ -1,0 +1,72 @@
+"""The report step: stills (first, middle, most flagged, requested frames), report.pdf rendered
+from the signed records and PAdES-signed, then the `report.generate` record naming all of them."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from forensic_vsr import layout
+from forensic_vsr.audit.chain import ChainWriter
+from forensic_vsr.bundle.writer import BundleDir
+from forensic_vsr.errors import UsageError
+from forensic_vsr.integrity import dsse
+from forensic_vsr.models.registry import ResolvedModel
+from forensic_vsr.models.tasks import runs_on_luma
+from forensic_vsr.recipe import Examiner, Recipe
+
+
+def still_frames(step: dict[str, Any], requested: tuple[int, ...]) -> dict[str, int]:
+    """The output frames the report shows, by caption."""
+    count = step["frames"]["count"]
+    frames = {"first frame": 0, "middle frame": count // 2}
+    maps = step.get("maps")
+    if maps and maps["flagged"]["most_flagged_frame"] is not None:
+        frames["most flagged frame"] = int(maps["flagged"]["most_flagged_frame"])
+    for n in requested:
+        if not 0 <= n < count:
+            raise UsageError(f"--still {n}: the output has frames 0 to {count - 1} (numbered from the first output frame)")
+        frames[f"requested frame {n}"] = n
+    return frames
+
+
+def write_report(
+    bundle: BundleDir, chain: ChainWriter, evidence: Path, examiner: Examiner, model: ResolvedModel, recipe: Recipe, step: dict[str, Any]
+) -> None:
+    from forensic_vsr.audit.pdfsign import report_certificate, sign_pdf
+    from forensic_vsr.report import make_stills, render, report_records
+
+    maps = step.get("maps")
+    threshold = maps["flagged"]["threshold_levels"] if maps else 8.0
+    per_input = int(step.get("frames_per_input", 1))
+    map_scale = maps.get("scale") if maps else None
+    frames = still_frames(step, recipe.stills)
+    made = make_stills(bundle.dir, evidence, frames, step["frames"]["start"], threshold, per_input, map_scale)
+    stills = json.loads(dsse.canonical_json(made))
+    refs = list(model.card.data.get("references", [])) if model.card is not None and (runs_on_luma(model) or recipe.scale == 1) else []
+    records = report_records(chain.bodies, examiner.name, chain.signer.keyid, refs)
+    head = chain.digests[-1]
+    draft = bundle.path(".report-unsigned.pdf")
+    render(bundle.dir, records, stills, head, draft)
+    unsigned = draft.read_bytes()
+    draft.unlink()
+    cert = examiner.certificate or report_certificate(examiner.signer)
+    signed = sign_pdf(unsigned, examiner.signer, cert, f"forensic-vsr {recipe.mode} report, chain head {head}")
+    with open(bundle.path(layout.REPORT), "xb") as fh:
+        fh.write(signed)
+    body = {
+        "file": bundle.file_entry(layout.REPORT),
+        "unsigned": {"sha256": hashlib.sha256(unsigned).hexdigest(), "size": len(unsigned)},
+        "signature": {
+            "format": "PAdES baseline (ETSI.CAdES.detached), incremental update",
+            "certificate_sha256": cert.sha256,
+            "certificate_subject": cert.signing.subject.rfc4514_string(),
+            "self_signed": cert.self_signed,
+        },
+        "stills": stills,
+        "chain_head": head,
+        "references": refs,
+    }
+    chain.append("report.generate", body)

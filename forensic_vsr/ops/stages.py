@@ -1,0 +1,251 @@
+"""Pipeline stages: what happens to each decoded frame between the decoder and the encoders.
+
+Every stage follows one protocol (`Stage`): frames go in with `push(key, planes)` and come out,
+in order, from `push` and `flush` as (key, input planes, output planes); `record()` is what the
+step record says about the stage. `PlaneStage` runs a network on luma (plane 0 of planar YUV or
+gray), projected onto the input's consistent set where asked, and a classical kernel on every
+other plane (chroma never goes through a network). Stages that need neighbouring frames derive
+from `WindowStage`; `Chain` feeds each stage's outputs to the next."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from forensic_vsr.errors import IntegrityError, UnsupportedFormatError
+from forensic_vsr.media import plane_geometry
+from forensic_vsr.models.registry import ResolvedModel
+from forensic_vsr.models.tasks import LUMA_TASKS, runs_on_luma, task
+from forensic_vsr.ops.consistency import Projector
+from forensic_vsr.ops.resample import KERNEL_SUPPORT, upscale_plane
+
+Key = Any  # (decoded frame index, pts)
+Planes = list[np.ndarray]
+Done = list[tuple[Key, Planes, Planes]]
+
+# Every key a main operation's record may hold (None where the stage has nothing to say).
+RECORD_KEYS = ("runner", "multiframe", "deblur", "deinterlace", "temporal")
+# Formats without a luma plane: a luma operation cannot run on them.
+_NO_LUMA_PREFIXES = ("gbr", "bgr", "rgb", "argb", "abgr", "0rgb", "0bgr")
+
+
+@dataclass(frozen=True)
+class StageParams:
+    """What a stage is asked to do (from the recipe) and the frames it gets (from the evidence)."""
+
+    scale: int
+    src_fmt: str
+    siting: str  # chroma siting of the source: "left" (MPEG-2/H.264) or "center" (JPEG)
+    in_width: int
+    in_height: int
+    device: str = "cpu"
+    precision: str = "fp32"
+    tile: int | None = None
+    batch: int | None = None
+    psf: str | None = None
+    roi: tuple[int, int, int, int] | None = None
+    deinterlace: str = "fields"
+    project: bool = False  # project the network's luma onto the input's consistent set
+    keep_maps: bool = True  # False for a step before the main one: its extra maps are not written
+
+    @property
+    def out_width(self) -> int:
+        return self.in_width * self.scale
+
+    @property
+    def out_height(self) -> int:
+        return self.in_height * self.scale
+
+
+class Stage(Protocol):
+    model: ResolvedModel
+    temporal: bool  # E_warp is measured for operations that act over time or per frame without a model
+    extra_map_names: tuple[str, ...]
+    frames_per_input: int
+    stream_field_order: str | None
+    field_ticks: int
+    residuals: list[float]  # data-consistency RMS residual of each output frame, where projected
+
+    @property
+    def device(self) -> str: ...
+    def push(self, key: Key, planes: Planes) -> Done: ...
+    def flush(self) -> Done: ...
+    def extras(self, key: Key) -> dict[str, np.ndarray] | None: ...
+    def record(self) -> dict[str, Any]: ...
+
+
+class PlaneStage:
+    """The per-frame operation: network on luma (projected when `params.project`, each frame's
+    RMS residual appended to `residuals`), classical kernel on every other plane. The network
+    runs `batch` frames at a time (on CUDA), so outputs may lag inputs by up to a batch."""
+
+    temporal = False
+    extra_map_names: tuple[str, ...] = ()
+    frames_per_input = 1
+    stream_field_order: str | None = None
+    field_ticks = 1
+
+    def __init__(self, model: ResolvedModel, params: StageParams) -> None:
+        self.net = None
+        self.model, self.params = model, params
+        self.out_w, self.out_h = params.out_width, params.out_height
+        self.residuals: list[float] = []
+        if (model.neural or task(model) in LUMA_TASKS) and params.src_fmt.startswith(_NO_LUMA_PREFIXES):
+            raise UnsupportedFormatError(f"{model.id} works on luma; {params.src_fmt} evidence has no luma plane (use lanczos or bicubic)")
+        if model.neural:
+            from forensic_vsr.models.runner import PlaneUpscaler
+
+            self.net = PlaneUpscaler(model, params.device, tile=params.tile, batch=params.batch, precision=params.precision)
+        self.kernel = "lanczos" if runs_on_luma(model) or params.scale == 1 else model.id
+        if self.kernel not in KERNEL_SUPPORT:
+            raise UnsupportedFormatError(f"{model.id}: no classical kernel of that name")
+        self.projector = Projector(self.out_h, self.out_w, params.scale) if params.project else None
+        self.geometry = plane_geometry(params.src_fmt)
+        self.pending: list[tuple[Key, Planes]] = []
+
+    @property
+    def batch(self) -> int:
+        return self.net.batch if self.net is not None else 1
+
+    @property
+    def device(self) -> str:
+        """The device this stage's arithmetic actually runs on."""
+        return str(self.net.device) if self.net is not None else "cpu"
+
+    def record(self) -> dict[str, Any]:
+        if self.net is None:
+            return {"runner": None}
+        return {
+            "runner": {
+                "device": str(self.net.device),
+                "precision": self.net.precision,
+                "batch": self.net.batch,
+                "tiling": self.net.tiling(self.params.in_height, self.params.in_width).to_json(),
+                "receptive_radius_margin": self.net.margin,
+            }
+        }
+
+    def extras(self, key: Key) -> dict[str, np.ndarray] | None:
+        """Extra per-frame maps (8-bit-level units) for the frame `key`, in extra_map_names order."""
+        return None
+
+    def push(self, key: Key, planes: Planes) -> Done:
+        self.pending.append((key, planes))
+        return self.flush() if len(self.pending) >= self.batch else []
+
+    def flush(self) -> Done:
+        """Run every pending frame; returns (key, input planes, output planes) in order."""
+        pending, self.pending = self.pending, []
+        if not pending:
+            return []
+        lumas = None
+        if self.net is not None:
+            lumas = self.net.predict_many([planes[0] for _, planes in pending], self.geometry[0][2])
+        done = []
+        for i, (key, planes) in enumerate(pending):
+            out = [
+                self.luma(plane, lumas[i]) if lumas is not None and p == 0 else self.classical(plane, self.geometry[p])
+                for p, plane in enumerate(planes)
+            ]
+            done.append((key, planes, out))
+        return done
+
+    def luma(self, plane: np.ndarray, x_hat: np.ndarray) -> np.ndarray:
+        """The luma estimate `x_hat` as samples, projected onto the consistent set of `plane`."""
+        from forensic_vsr.models.runner import to_samples
+
+        vmax = self.geometry[0][2]
+        if x_hat.shape != (self.out_h, self.out_w):
+            raise IntegrityError(f"{self.model.id} returned {x_hat.shape[1]}x{x_hat.shape[0]}, expected {self.out_w}x{self.out_h}")
+        if self.projector is None:
+            return to_samples(x_hat, vmax, plane.dtype)
+        y = plane.astype(np.float64)
+        target = 0.25 * vmax / 255  # a quarter of an 8-bit level, well inside any sane tolerance
+        out = to_samples(self.projector.project_in_range(x_hat, y, vmax, target), vmax, plane.dtype)
+        self.residuals.append(self.projector.rms_residual(out, y) * 255 / vmax)  # in 8-bit levels whatever the depth
+        return out
+
+    def classical(self, plane: np.ndarray, geometry: tuple[int, int, int]) -> np.ndarray:
+        sx, sy, vmax = geometry
+        if self.params.scale == 1:
+            return plane.copy()  # a x1 restoration leaves chroma as it is
+        return upscale_plane(
+            plane,
+            kind=self.kernel,
+            scale=self.params.scale,
+            out_width=-(-self.out_w // sx),
+            out_height=-(-self.out_h // sy),
+            subsampling=(sx, sy),
+            siting=self.params.siting,
+            max_value=vmax,
+        )  # type: ignore[arg-type]
+
+
+class WindowStage(PlaneStage):
+    """An operation whose output frame t needs the input frames within `radius` of t (fewer at
+    the ends of the range): outputs lag inputs by `radius` frames and at most 2 * radius + 1
+    decoded frames are held."""
+
+    radius = 0
+
+    def __init__(self, model: ResolvedModel, params: StageParams) -> None:
+        super().__init__(model, params)
+        self.window: list[tuple[Key, Planes]] = []
+        self.position = 0  # index in `window` of the next frame to reconstruct
+        self.per_frame: list[dict[str, Any]] = []
+
+    def push(self, key: Key, planes: Planes) -> Done:
+        self.window.append((key, planes))
+        done = []
+        while self.position + self.radius < len(self.window):
+            done.append(self.reconstruct(self.position))
+            self.position += 1
+            if self.position > self.radius:  # the oldest frame is no one's neighbour now
+                self.window.pop(0)
+                self.position -= 1
+        return done
+
+    def flush(self) -> Done:
+        done = []
+        while self.position < len(self.window):
+            done.append(self.reconstruct(self.position))
+            self.position += 1
+        return done
+
+    def neighbourhood(self, pos: int) -> tuple[int, list[np.ndarray]]:
+        """(index of frame `pos` among its neighbours, the neighbours' lumas)."""
+        lo, hi = max(0, pos - self.radius), min(len(self.window), pos + self.radius + 1)
+        return pos - lo, [self.window[i][1][0] for i in range(lo, hi)]
+
+    def reconstruct(self, pos: int) -> tuple[Key, Planes, Planes]:
+        raise NotImplementedError
+
+
+class Chain:
+    """Frames through the pre-operations, then the main operation: each stage's outputs are the
+    next stage's inputs, in order; flushing flushes every stage in turn. What comes out is
+    (key, the main operation's input planes, its output planes)."""
+
+    def __init__(self, stages: list[Stage]) -> None:
+        self.stages = stages
+
+    def _through(self, i: int, items: list[tuple[Key, Planes]]) -> Done:
+        done = [d for key, planes in items for d in self.stages[i].push(key, planes)]
+        if i == len(self.stages) - 1:
+            return done
+        return self._through(i + 1, [(key, out) for key, _inp, out in done])
+
+    def push(self, key: Key, planes: Planes) -> Done:
+        return self._through(0, [(key, planes)])
+
+    def flush(self) -> Done:
+        out: Done = []
+        for i, stage in enumerate(self.stages):
+            flushed = stage.flush()
+            if i == len(self.stages) - 1:
+                out += flushed
+            else:
+                out += self._through(i + 1, [(key, o) for key, _inp, o in flushed])
+        return out

@@ -1,0 +1,169 @@
+"""Stages that register frames over time: multi-frame SR (forensic_vsr.ops.mfsr), stabilisation
+and frame integration (forensic_vsr.ops.temporal). Every registration is recorded per frame."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+from forensic_vsr.models.registry import ResolvedModel
+from forensic_vsr.ops.stages import Done, Key, Planes, PlaneStage, StageParams, WindowStage
+
+
+def _card_params(model: ResolvedModel) -> dict[str, Any]:
+    return (model.architecture or {}).get("params", {})
+
+
+class MultiFrameStage(WindowStage):
+    """Multi-frame SR: every neighbour's registration, and every frame that fell back to
+    single-frame back-projection, is recorded."""
+
+    temporal = True
+
+    def __init__(self, model: ResolvedModel, params: StageParams) -> None:
+        super().__init__(model, params)
+        from forensic_vsr.ops.mfsr import MfsrParams
+
+        self.mfsr = MfsrParams.from_card(_card_params(model), params.scale)
+        self.radius = self.mfsr.radius
+
+    def record(self) -> dict[str, Any]:
+        fallbacks = [f["frame"] for f in self.per_frame if f["fallback"]]
+        return {
+            **super().record(),
+            "multiframe": {
+                "method": (
+                    "ECC registration (translation or affine) + iterative back-projection + exact projection onto the reference frame"
+                ),
+                "params": dataclasses.asdict(self.mfsr),
+                "frames_single_frame_fallback": fallbacks,
+                "per_frame": self.per_frame,
+            },
+        }
+
+    def reconstruct(self, pos: int) -> tuple[Key, Planes, Planes]:
+        from forensic_vsr.ops.mfsr import super_resolve
+
+        key, planes = self.window[pos]
+        ref, lumas = self.neighbourhood(pos)
+        x_hat, regs = super_resolve(lumas, ref, self.mfsr, self.geometry[0][2])
+        used = sum(reg.ok for reg in regs)
+        registrations = [g.to_json() for g in regs]
+        self.per_frame.append(
+            {"frame": key[0], "neighbours": len(regs), "registered": used, "fallback": used == 0, "registrations": registrations}
+        )
+        out = [self.luma(planes[0], x_hat)] + [self.classical(p, self.geometry[i]) for i, p in enumerate(planes) if i > 0]
+        return key, planes, out
+
+
+class StabiliseStage(PlaneStage):
+    """Every frame registered to the first frame of the range and warped onto it (all planes,
+    uncovered area black); per-frame motion, correlation and coverage recorded. A frame whose
+    registration fails is passed through unchanged and listed."""
+
+    temporal = True
+
+    def __init__(self, model: ResolvedModel, params: StageParams) -> None:
+        super().__init__(model, params)
+        p = _card_params(model)
+        self.ecc_threshold = float(p.get("ecc_threshold", 0.9))
+        self.motion = str(p.get("motion", "translation"))
+        self.reference: np.ndarray | None = None
+        self.per_frame: list[dict[str, Any]] = []
+
+    def record(self) -> dict[str, Any]:
+        return {
+            **super().record(),
+            "temporal": {
+                "operation": "stabilise",
+                "reference_frame": self.per_frame[0]["frame"] if self.per_frame else None,
+                "motion_model": self.motion,
+                "ecc_threshold": self.ecc_threshold,
+                "frames_not_registered": [f["frame"] for f in self.per_frame if not f["ok"]],
+                "per_frame": self.per_frame,
+            },
+        }
+
+    def flush(self) -> Done:
+        from forensic_vsr.ops.mfsr import register
+        from forensic_vsr.ops.temporal import coverage, warp_plane
+
+        pending, self.pending = self.pending, []
+        done = []
+        for key, planes in pending:
+            luma = planes[0].astype(np.float64)
+            if self.reference is None:
+                self.reference = luma
+                self.per_frame.append({"frame": key[0], "ok": True, "matrix": [[1, 0, 0], [0, 1, 0]], "ecc": 1.0, "coverage": 1.0})
+                done.append((key, planes, [p.copy() for p in planes]))
+                continue
+            reg = register(self.reference, luma, 0, self.ecc_threshold, self.motion)
+            entry = reg.to_json()
+            entry.pop("offset")
+            if not reg.ok or reg.matrix is None:
+                self.per_frame.append({"frame": key[0], **entry})
+                done.append((key, planes, [p.copy() for p in planes]))
+                continue
+            out = [warp_plane(p, reg.matrix, self.geometry[i][0], self.geometry[i][1], self.geometry[i][2]) for i, p in enumerate(planes)]
+            self.per_frame.append({"frame": key[0], **entry, "coverage": round(coverage(luma.shape, reg.matrix), 5)})
+            done.append((key, planes, out))
+        return done
+
+
+class IntegrateStage(WindowStage):
+    """Frame integration of luma over the frames within `radius`; chroma is the frame's own. The
+    per-pixel count of contributing frames and their spread are written as extra maps."""
+
+    temporal = True
+    extra_map_names = ("count", "spread")
+
+    def __init__(self, model: ResolvedModel, params: StageParams) -> None:
+        super().__init__(model, params)
+        p = _card_params(model)
+        self.radius = int(p.get("radius", 3))
+        self.ecc_threshold = float(p.get("ecc_threshold", 0.9))
+        self.outlier_levels = float(p.get("outlier_levels", 12.0))
+        self.motion = str(p.get("motion", "translation"))
+        self.maps_of: dict[Any, dict[str, np.ndarray]] = {}
+
+    def record(self) -> dict[str, Any]:
+        return {
+            **super().record(),
+            "temporal": {
+                "operation": "integrate",
+                "radius": self.radius,
+                "motion_model": self.motion,
+                "ecc_threshold": self.ecc_threshold,
+                "outlier_levels": self.outlier_levels,
+                "per_frame": self.per_frame,
+            },
+        }
+
+    def extras(self, key: Key) -> dict[str, np.ndarray] | None:
+        return self.maps_of.pop(key, None)
+
+    def reconstruct(self, pos: int) -> tuple[Key, Planes, Planes]:
+        from forensic_vsr.ops.temporal import integrate
+
+        key, planes = self.window[pos]
+        ref, lumas = self.neighbourhood(pos)
+        vmax = self.geometry[0][2]
+        levels = vmax / 255.0
+        mean, stats = integrate(lumas, ref, self.ecc_threshold, self.outlier_levels * levels, self.motion)
+        out_luma = np.clip(np.rint(mean), 0, vmax).astype(planes[0].dtype)
+        if self.params.keep_maps:
+            self.maps_of[key] = {"count": stats.count.astype(np.float32), "spread": (stats.spread / levels).astype(np.float32)}
+        self.per_frame.append(
+            {
+                "frame": key[0],
+                "neighbours": len(stats.registrations),
+                "registered": sum(r.ok for r in stats.registrations),
+                "mean_count": round(float(stats.count.mean()), 4),
+                "min_count": int(stats.count.min()),
+                "mean_spread_levels": round(float(stats.spread.mean() / levels), 4),
+                "registrations": [r.to_json() for r in stats.registrations],
+            }
+        )
+        return key, planes, [out_luma] + [p.copy() for p in planes[1:]]
