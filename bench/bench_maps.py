@@ -26,10 +26,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from forensic_vsr.allocator import keep_heap  # noqa: E402
+from forensic_vsr.bundle.frames import stage_params  # noqa: E402
+from forensic_vsr.bundle.master import FFV1_OPTIONS  # noqa: E402
 from forensic_vsr.calibration import interval_scale  # noqa: E402
-from forensic_vsr.enhance import FFV1_OPTIONS, Recipe, _FrameOperation, recipe_facts  # noqa: E402
 from forensic_vsr.media import VideoReader, VideoWriter, frame_from_planes, frame_planes, planes_sha256  # noqa: E402
 from forensic_vsr.models.registry import resolve  # noqa: E402
+from forensic_vsr.ops.operations import stage_for  # noqa: E402
+from forensic_vsr.recipe import Recipe, recipe_facts  # noqa: E402
 from forensic_vsr.uncertainty import ExactMaps, flagged_regions, to_gray16  # noqa: E402
 from forensic_vsr.uncertainty_head import LearnedScale  # noqa: E402
 
@@ -60,11 +63,10 @@ def layers(model_id: str, frames: list[list[np.ndarray]]) -> dict[str, object]:
     model = resolve(model_id, None)
     recipe = Recipe(mode="evidential", model=model_id, scale=SCALE)
     project = recipe_facts(recipe, model).data_consistency_available
-    residuals: list[float] = []
+    params = stage_params(recipe, "yuv420p", "left", W // SCALE, H // SCALE, project)
 
     def sr(planes: list[np.ndarray]) -> list[np.ndarray]:
-        op = _FrameOperation(model, recipe, "yuv420p", "left", W, H, project, residuals)
-        return op.push((0, 0), planes)[0][2]
+        return stage_for(model, params).push((0, 0), planes)[0][2]
 
     sr_ms = per_frame_ms(sr, frames)
     outs = [sr(p)[0] for p in frames]

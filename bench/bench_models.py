@@ -21,9 +21,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from forensic_vsr.enhance import Recipe, _FrameOperation, _MultiFrameOperation, _task, recipe_facts  # noqa: E402
+from forensic_vsr.bundle.frames import stage_params  # noqa: E402
 from forensic_vsr.media import VideoReader, frame_planes  # noqa: E402
 from forensic_vsr.models.registry import resolve  # noqa: E402
+from forensic_vsr.models.tasks import task  # noqa: E402
+from forensic_vsr.ops.operations import stage_for  # noqa: E402
+from forensic_vsr.recipe import Recipe, recipe_facts  # noqa: E402
 
 DEFAULT = ["lanczos", "fidelity-sr-x2", "fidelity-sr-x4", "fidelity-restore", "mfsr-x2", "perceptual-sr-x4"]
 
@@ -41,16 +44,15 @@ def frames(n: int) -> list[list[np.ndarray]]:
 
 def measure(model_id: str, device: str, clip: list[list[np.ndarray]], batch: int | None) -> dict[str, object]:
     model = resolve(model_id, None)
-    scale = 1 if _task(model) == "restore" else (model.card.data["scales"][-1] if model.card else 2)
+    scale = 1 if task(model) == "restore" else (model.card.data["scales"][-1] if model.card else 2)
     scale = 2 if model_id in ("lanczos", "bicubic") else scale
     recipe = Recipe(mode="investigative", model=model_id, scale=scale, device=device, batch=batch)
     project = recipe_facts(recipe, model).data_consistency_available
-    kind = _MultiFrameOperation if _task(model) == "multiframe-sr" else _FrameOperation
-    residuals: list[float] = []
-    op = kind(model, recipe, "yuv420p", "left", 720 * scale, 576 * scale, project, residuals)
+    params = stage_params(recipe, "yuv420p", "left", 720, 576, project)
+    op = stage_for(model, params)
     op.push((0, 0), clip[0])  # warm-up (allocations, oneDNN kernels); not counted
     op.flush()
-    op = kind(model, recipe, "yuv420p", "left", 720 * scale, 576 * scale, project, residuals)
+    op = stage_for(model, params)
     t0 = time.perf_counter()
     done = 0
     for i, planes in enumerate(clip):

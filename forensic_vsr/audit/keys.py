@@ -230,11 +230,16 @@ def load_report_key(path: Path, passphrase: bytes) -> ReportKey:
 
 
 def load_public_key(path: Path) -> Ed25519PublicKey:
+    """The auditor's copy of the examiner's public key: a regular file of at most 64 KiB (a FIFO
+    or device named by mistake is refused, never read)."""
+    from forensic_vsr.audit.safe_read import UnsafeFile, open_user_file, read_capped
+
     path = Path(path)
     try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise KeyUseError(f"{path}: cannot read public key ({exc.strerror})") from None
+        fd, size = open_user_file(path)
+        data = read_capped(fd, size, 65536, str(path))
+    except UnsafeFile as exc:
+        raise KeyUseError(f"cannot read the public key: {exc}") from None
     try:
         key = serialization.load_pem_public_key(data)
     except ValueError:

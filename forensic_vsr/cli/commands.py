@@ -7,6 +7,7 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -186,6 +187,7 @@ def cmd_keys_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    from forensic_vsr.audit.checks import Check, guarded
     from forensic_vsr.audit.keys import load_public_key
     from forensic_vsr.audit.verify import read_chain, verify_bundle
     from forensic_vsr.report import report_checks
@@ -194,14 +196,20 @@ def cmd_verify(args: argparse.Namespace) -> int:
     evidence = Path(args.evidence) if args.evidence else None
     if args.reproduce and evidence is None:
         raise UsageError("--reproduce needs --evidence FILE (the recipe is re-run on it)")
-    checks = list(verify_bundle(Path(args.bundle), key, evidence, extra_checks=[report_checks]))
+    checks: list[Check] = []
+
+    def show(found: Iterable[Check]) -> None:
+        for check in found:  # each line as its check completes: a later crash cannot lose it
+            print(check.line(), flush=True)
+            checks.append(check)
+
+    show(verify_bundle(Path(args.bundle), key, evidence, extra_checks=[report_checks]))
     if args.reproduce and all(c.ok for c in checks):
         from forensic_vsr.reproduce import reproduce
 
+        assert evidence is not None
         view, _ = read_chain(Path(args.bundle), key)
-        checks += reproduce(Path(args.bundle), view, evidence)  # type: ignore[arg-type]
-    for check in checks:
-        print(check.line())
+        show(guarded("reproduce", lambda: reproduce(Path(args.bundle), view, evidence)))
     failed = [c for c in checks if not c.ok]
     incomplete = any(c.status == "INCOMPLETE" for c in checks)
     verdict = "INCOMPLETE" if incomplete else ("FAIL" if failed else "PASS")
@@ -258,16 +266,11 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_verify_proof(args: argparse.Namespace) -> int:
-
     from forensic_vsr.audit.keys import load_public_key
-    from forensic_vsr.audit.proof import verify_proof
+    from forensic_vsr.audit.proof import verify_proof_file
 
     key = load_public_key(Path(args.pubkey))
-    try:
-        proof = json.loads(Path(args.proof).read_text())
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"{args.proof}: not a readable proof file ({exc})") from None
-    checks = verify_proof(proof, key)
+    checks = verify_proof_file(Path(args.proof), key)
     for check in checks:
         print(check.line())
     failed = [c for c in checks if not c.ok]
