@@ -410,12 +410,14 @@ def verify_bundle(
     yield from run.note(guarded("chain.structure", lambda: [_structure(run.view)]))
     yield from run.note(guarded("manifest", lambda: _manifest(run)))
     if run.view.first("output.write") is None:
-        if _is_refusal(run.view):  # a signed refusal: nothing but the chain and the manifest
-            yield from run.note(guarded("files.inventory", lambda: _refusal_inventory(run)))
-        return
-    yield from run.note(guarded("files", lambda: _files(run)))
-    yield from run.note(guarded("frames", lambda: _frames(run)))
-    yield from run.note(guarded("maps", lambda: _maps(run)))
+        if not _is_refusal(run.view):
+            return
+        # a signed refusal: nothing but the chain and the manifest (and its decision re-judged)
+        yield from run.note(guarded("files.inventory", lambda: _refusal_inventory(run)))
+    else:
+        yield from run.note(guarded("files", lambda: _files(run)))
+        yield from run.note(guarded("frames", lambda: _frames(run)))
+        yield from run.note(guarded("maps", lambda: _maps(run)))
     for extra in extra_checks:
         yield from run.note(guarded(getattr(extra, "__name__", "extra_checks"), functools.partial(_extra, run, extra)))
     if evidence is not None:
