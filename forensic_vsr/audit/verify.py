@@ -420,7 +420,7 @@ def verify_bundle(
         yield from run.note(guarded("maps", lambda: _maps(run)))
     for extra in extra_checks:
         yield from run.note(guarded(getattr(extra, "__name__", "extra_checks"), functools.partial(_extra, run, extra)))
-    if evidence is not None:
+    if evidence is not None and run.view.first("output.write") is not None:
         yield from run.note(guarded("evidence", lambda: _evidence(run, Path(evidence))))
 
 
