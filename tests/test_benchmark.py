@@ -121,7 +121,12 @@ def test_bench_cli_on_any_folder(tmp_path: Path) -> None:
     assert "bicubic" in proc.stdout and "lanczos" in proc.stdout
     rows = json.loads(out.read_text())["results"]
     assert [r["model"] for r in rows] == ["bicubic", "fidelity-sr-x2", "fidelity-sr-x2+projection", "lanczos"]
-    assert all(r["images"] == 2 and r["scale"] == 2 and 20 < r["psnr_y"] < 60 and 0 < r["ssim_y"] <= 1 for r in rows)
+    assert all(r["images"] == 2 and r["scale"] == 2 for r in rows)
+    # the classical rows are the protocol checked against scikit-image above, on these files
+    images = load_images(tmp_path)
+    for r in rows:
+        if r["model"] in ("bicubic", "lanczos"):
+            assert r == evaluate(images, 2, r["model"], classical_luma(r["model"], 2)).to_json()
     empty = tmp_path / "empty"
     empty.mkdir()
     bad = run_fvsr("bench", "sr", "--images", empty, "--scale", "2")
