@@ -36,7 +36,9 @@ def write_report(
     bundle: BundleDir, chain: ChainWriter, evidence: Path, examiner: Examiner, model: ResolvedModel, recipe: Recipe, step: dict[str, Any]
 ) -> None:
     from forensic_vsr.audit.pdfsign import report_certificate, sign_pdf
-    from forensic_vsr.report import make_stills, render, report_records
+    from forensic_vsr.report.content import report_records
+    from forensic_vsr.report.render import render
+    from forensic_vsr.report.stills import make_stills
 
     maps = step.get("maps")
     threshold = maps["flagged"]["threshold_levels"] if maps else 8.0

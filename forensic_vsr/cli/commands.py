@@ -190,7 +190,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from forensic_vsr.audit.checks import Check, guarded
     from forensic_vsr.audit.keys import load_public_key
     from forensic_vsr.audit.verify import read_chain, verify_bundle
-    from forensic_vsr.report import report_checks
+    from forensic_vsr.report.checks import report_checks
 
     key = load_public_key(Path(args.pubkey))
     evidence = Path(args.evidence) if args.evidence else None
@@ -247,7 +247,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     with --no-report or to compare with the signed report.pdf."""
     from forensic_vsr.audit.keys import load_public_key
     from forensic_vsr.audit.verify import read_chain, verify_bundle
-    from forensic_vsr.report import render_report
+    from forensic_vsr.report.checks import render_report
 
     bundle, out = Path(args.bundle), Path(args.output)
     key = load_public_key(Path(args.pubkey))

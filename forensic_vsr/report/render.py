@@ -1,170 +1,14 @@
-"""The court report: a PDF built with reportlab from the bundle's signed records and files.
-
-The report is a pure function of the records it is given and of the bundle's files (stills PNGs
-included): reportlab runs in invariant mode and every date printed comes from the records, so the
-same bundle gives the same PDF bytes. `fvsr verify` uses that: it renders the report again from
-the verified records and compares it with `report.pdf` byte for byte, which proves that every hash
-printed in the report is the bundle's.
-
-This module imports neither torch nor OpenCV (an auditor's `fvsr verify` renders with it); the
-stills are made at enhance time by `make_stills`, which imports OpenCV itself."""
+"""report.pdf, rendered with reportlab in invariant mode from the records and the bundle's stills:
+the same bundle gives the same PDF bytes."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
 from forensic_vsr import __version__
-from forensic_vsr.audit.chain import record_digest
-from forensic_vsr.audit.verify import ChainView, Check
-from forensic_vsr.integrity.dsse import canonical_json
-
-REPORT_NAME = "report.pdf"
-NOT_EVIDENTIAL = "NOT FOR EVIDENTIAL USE"
-STILL_KINDS = ("evidence", "enhanced", "overlay")
-
-OPERATION_TEXT = {
-    "bicubic": (
-        "Bicubic interpolation: every output pixel is a fixed weighted average of the 4x4 nearest input pixels "
-        "(Keys cubic convolution). Nothing is learned; the weights depend only on the pixel's position."
-    ),
-    "lanczos": (
-        "Lanczos interpolation: every output pixel is a fixed weighted average of the 6x6 nearest input pixels "
-        "(windowed sinc, a = 3). Nothing is learned; sharper than bicubic, with slight ringing at hard edges."
-    ),
-}
-REFERENCES = {
-    "bicubic": ["R. Keys, Cubic convolution interpolation for digital image processing, IEEE TASSP 29(6), 1981"],
-    "lanczos": ["C. Duchon, Lanczos filtering in one and two dimensions, J. Applied Meteorology 18, 1979"],
-}
-MAPS_TEXT = (
-    "Synthesized-content map S = |(I - A+A) x|: for the output x and the degradation operator A (the antialiased "
-    "bicubic shrink that maps the output back to the input's size), S is the part of each output pixel that the "
-    "input does not determine at all: any value there would reproduce the input equally well. Interpolation puts "
-    "smooth content there; a learned model puts whatever it learned. Contradiction map R = |A+(y - A x)|: where the "
-    "output disagrees with the input y. Regions where S exceeds the policy's threshold are flagged and outlined."
-)
-LIMITATIONS = [
-    "Single-image super-resolution cannot recover detail that the evidence did not record. Whatever the output shows "
-    "in the flagged regions (S above the threshold) is not determined by the evidence and must not be relied on.",
-    "The synthesized-content map is exact for the stated degradation operator (antialiased bicubic). Real cameras blur, "
-    "compress and sample differently; where the evidence's true degradation differs, the split between determined and "
-    "undetermined content differs too.",
-    "Data-consistency projection guarantees that shrinking the output with the card's operator gives back the input "
-    "(up to rounding, residual recorded per frame); it does not guarantee that the added detail is true.",
-    "The calibrated intervals (maps/interval.mkv, where the model card carries a calibration) promise that, with "
-    "probability 1 - delta over the calibration draw, the expected fraction of pixels outside their interval is at most "
-    "alpha. The guarantee is marginal over images (an average), not about any single pixel, and holds only when the "
-    "evidence's degradation and content resemble the calibration data's (photographs shrunk with the same operator).",
-]
-
-
-def report_records(chain_bodies: dict[str, Any], examiner: str, keyid: str, references: list[str]) -> dict[str, Any]:
-    """What `report.render` reads: the records' bodies by type, as JSON gives them back (so the
-    report rendered at enhance time and by `fvsr verify` are built from identical values)."""
-    records: dict[str, Any] = json.loads(canonical_json(chain_bodies))
-    records["_meta"] = {"examiner": examiner, "keyid": keyid, "references": list(references)}
-    return records
-
-
-def _short(h: str | None, n: int = 16) -> str:
-    return "-" if not h else f"{h[:n]}…"
-
-
-def _brief(record: dict[str, Any], limit: int = 900) -> str:
-    """A record for a table cell: per-frame lists summarised (count, min, max), the rest as JSON."""
-
-    def shrink(v: Any) -> Any:
-        if isinstance(v, dict):
-            return {k: shrink(x) for k, x in v.items()}
-        if isinstance(v, list) and len(v) > 6:
-            nums = [x for x in v if isinstance(x, int | float)]
-            if len(nums) == len(v):
-                return f"{len(v)} values, min {min(nums)}, max {max(nums)}"
-            return [shrink(x) for x in v[:3]] + [f"... {len(v) - 3} more"]
-        return v
-
-    text = json.dumps(shrink(record), sort_keys=True)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def make_stills(
-    bundle: Path, evidence: Path, frames: dict[str, int], start: int, threshold: float, per_input: int = 1, map_scale: float | None = None
-) -> list[dict[str, Any]]:
-    """Write stills/NNNNNN-{evidence,enhanced,overlay}.png for the given output-frame indices
-    (labels: first, middle, most-flagged, requested) and return their records. Output frame i
-    comes from evidence frame start + i // per_input (per_input is 2 when each field became a
-    frame)."""
-    import cv2
-    import numpy as np
-
-    from forensic_vsr.media import VideoReader, frame_planes, planes_sha256
-    from forensic_vsr.uncertainty import MAP_SCALE
-
-    map_scale = map_scale or MAP_SCALE
-    wanted = sorted(set(frames.values()))
-    out_dir = bundle / "stills"
-    out_dir.mkdir(exist_ok=True)
-    grabbed: dict[str, dict[int, Any]] = {"evidence": {}, "enhanced": {}, "s": {}}
-    sources = {
-        "evidence": (evidence, start),
-        "enhanced": (bundle / "output/master.mkv", 0),
-        "s": (bundle / "maps/synthesized.mkv", 0),
-    }
-    meta: dict[int, dict[str, Any]] = {}
-    for kind, (path, offset) in sources.items():
-        if not path.exists():
-            continue
-        with VideoReader(path) as reader:
-            for decoded in reader.frames():
-                if kind == "evidence":
-                    base = (decoded.index - offset) * per_input
-                    for i in range(base, base + per_input):
-                        if i in wanted:
-                            grabbed[kind][i] = decoded.frame.to_ndarray(format="rgb24")
-                    if base + per_input - 1 >= wanted[-1]:
-                        break
-                    continue
-                i = decoded.index - offset
-                if i in wanted:
-                    if kind == "s":
-                        grabbed[kind][i] = frame_planes(decoded.frame)[0].astype(np.float32) / map_scale
-                    else:
-                        grabbed[kind][i] = decoded.frame.to_ndarray(format="rgb24")
-                        if kind == "enhanced":
-                            meta[i] = {"pts": decoded.pts, "sha256": planes_sha256(frame_planes(decoded.frame))}
-                if i >= wanted[-1]:
-                    break
-    records = []
-    for label, i in sorted(frames.items(), key=lambda kv: (kv[1], kv[0])):
-        files = {}
-        images = {"evidence": grabbed["evidence"].get(i), "enhanced": grabbed["enhanced"].get(i)}
-        s = grabbed["s"].get(i)
-        if images["enhanced"] is not None and s is not None:
-            gray = cv2.cvtColor(images["enhanced"], cv2.COLOR_RGB2GRAY).astype(np.float32)
-            heat = np.clip(s / max(threshold, 1e-6), 0, 1)
-            overlay = np.stack([gray * (1 - heat) + 255 * heat, gray * (1 - heat), gray * (1 - heat)], axis=-1)
-            overlay = np.clip(np.rint(overlay), 0, 255).astype(np.uint8)
-            mask = (s > threshold).astype(np.uint8)
-            n, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
-            for k in range(1, n):
-                x, y, w, h = (int(v) for v in stats[k][:4])
-                cv2.rectangle(overlay, (x, y), (x + w - 1, y + h - 1), (255, 255, 0), 1)
-            images["overlay"] = overlay
-        for kind, img in images.items():
-            if img is None:
-                continue
-            name = f"stills/{i:06d}-{kind}.png"
-            if not (bundle / name).exists():
-                cv2.imwrite(str(bundle / name), img[..., ::-1], [cv2.IMWRITE_PNG_COMPRESSION, 6])
-            data = (bundle / name).read_bytes()
-            files[kind] = {"name": name, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
-        records.append({"label": label, "frame": i, "evidence_frame": start + i // per_input, **meta.get(i, {}), "files": files})
-    return records
+from forensic_vsr.report.content import LIMITATIONS, MAPS_TEXT, NOT_EVIDENTIAL, OPERATION_TEXT, REFERENCES, STILL_KINDS, brief, short
 
 
 def _styles() -> dict[str, Any]:
@@ -295,11 +139,11 @@ def render(bundle: Path, records: dict[str, dict[str, Any]], stills: list[dict[s
     if pre_ops:
         verb = "processed by " + ", then ".join(o.get("op", o["model"]) for o in pre_ops) + ", then " + verb
     summary = (
-        f"The evidence file <b>{_esc(ev['name'])}</b> ({ev['size']} bytes, sha256 {_short(ev['sha256'])}) was decoded "
+        f"The evidence file <b>{_esc(ev['name'])}</b> ({ev['size']} bytes, sha256 {short(ev['sha256'])}) was decoded "
         + ("(a still image: one frame) and it was " if n_in == 1 else f"({n_in} frames) and output frames {first} to {last} were ")
         + verb
         + f" with <b>{_esc(model['id'])}</b> (class {model['class']}) in <b>{mode}</b> mode, under policy "
-        f"{_esc(decision['policy']['id'])} (sha256 {_short(decision['policy']['sha256'])}), which allowed the recipe. The evidence "
+        f"{_esc(decision['policy']['id'])} (sha256 {short(decision['policy']['sha256'])}), which allowed the recipe. The evidence "
         f"file was unchanged by processing (sha256 identical before and after). Every frame is hashed and the hashes are "
         f"committed in signed Merkle trees."
     )
@@ -370,7 +214,7 @@ def render(bundle: Path, records: dict[str, dict[str, Any]], stills: list[dict[s
         s.append(Paragraph(f"<b>Step {n}: {_esc(pre['op'])} with {_esc(pre['model'])}</b> (x1, before the main step).", st["body"]))
         facts = {k: v for k, v in pre.items() if k not in ("op", "model") and v}
         if facts:
-            s.append(Paragraph(_esc(_brief(facts)), st["small"]))
+            s.append(Paragraph(_esc(brief(facts)), st["small"]))
     s.append(Paragraph(f"<b>{_esc(op.get('op', 'upscale'))} x{op['scale']} with {_esc(model['id'])}</b>. {_esc(desc)}", st["body"]))
     if step.get("luma"):
         s.append(Paragraph(f"The network processes the luma plane; the chroma planes are interpolated with {_esc(kind)}.", st["body"]))
@@ -395,7 +239,7 @@ def render(bundle: Path, records: dict[str, dict[str, Any]], stills: list[dict[s
         ("runner", "Inference runner"),
     ):
         if step.get(key):
-            rows.append([label, _brief(step[key])])
+            rows.append([label, brief(step[key])])
     s.append(_table(rows, [55 * mm, W - 55 * mm], st, mono_cols=(1,)))
     refs = REFERENCES.get(model["id"], []) + list(who.get("references", []))
     if refs:
@@ -490,63 +334,3 @@ def render(bundle: Path, records: dict[str, dict[str, Any]], stills: list[dict[s
     for text in LIMITATIONS:
         s.append(Paragraph("• " + _esc(text), st["body"]))
     doc.build(s, onFirstPage=page, onLaterPages=page)
-
-
-def render_report(bundle: Path, view: ChainView, out: Path) -> dict[str, Any] | None:
-    """Render the (unsigned) report from the verified records and the bundle's stills into `out`.
-    Returns the report.generate record, or None for a bundle run with --no-report (its report is
-    then rendered without stills, at the chain head before run.complete)."""
-    rec = view.first("report.generate")
-    bodies: dict[str, Any] = {}
-    head = None
-    for line, p in zip(view.lines, view.payloads, strict=False):
-        if p is None or p["type"] in ("report.generate", "run.complete", "run.aborted"):
-            break
-        bodies.setdefault(p["type"], p["body"])
-        head = record_digest(line)
-    examiner = next((p["actor"]["name"] for p in view.payloads if p is not None), "")
-    keyid = next((p["actor"]["keyid"] for p in view.payloads if p is not None), "")
-    records = report_records(bodies, examiner, keyid, (rec or {}).get("references", []))
-    render(bundle, records, (rec or {}).get("stills", []), rec["chain_head"] if rec else str(head), out)
-    return rec
-
-
-def report_checks(bundle: Path, view: ChainView, key: Ed25519PublicKey) -> list[Check]:
-    """Render the report again from the verified records and the bundle's stills: the bytes must
-    equal report.pdf, so every hash and fact printed in it is the bundle's."""
-    import tempfile
-
-    rec = view.first("report.generate")
-    if rec is None:
-        return []
-    path = bundle / rec["file"]["name"]
-    if not path.is_file():
-        return [Check.failed("report.content", f"{rec['file']['name']} is missing")]
-    with tempfile.TemporaryDirectory() as tmp:
-        again = Path(tmp) / "report.pdf"
-        try:
-            render_report(bundle, view, again)
-        except Exception as exc:
-            return [Check.failed("report.content", f"the report cannot be rendered again from the bundle: {type(exc).__name__}: {exc}")]
-        rendered = again.read_bytes()
-    data = path.read_bytes()
-    unsigned = rec.get("unsigned")
-    same = (
-        data[: len(rendered)] == rendered and hashlib.sha256(rendered).hexdigest() == unsigned["sha256"] if unsigned else data == rendered
-    )
-    checks = [
-        Check.passed("report.content", "report.pdf renders again byte for byte from the signed records: its facts are the bundle's")
-        if same
-        else Check.failed("report.content", "report.pdf differs from the report the signed records give: its text was altered")
-    ]
-    if unsigned:
-        from forensic_vsr.audit.bundle_format import FORMAT_1, bundle_format, read_manifest
-        from forensic_vsr.audit.pdfsign import check_report_signature
-
-        # format 1 signed the report with the Ed25519 examiner key itself; later formats with the
-        # certificate whose sha256 report.generate records (a P-256 key or a lab's certificate)
-        old = bundle_format(read_manifest(bundle)) == FORMAT_1
-        recorded = rec.get("signature", {}).get("certificate_sha256")
-        ok, reason = check_report_signature(data, certificate_sha256=recorded, ed25519_public_key=key if old else None)
-        checks.append(Check.passed("report.signature", reason) if ok else Check.failed("report.signature", reason))
-    return checks

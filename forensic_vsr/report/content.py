@@ -1,0 +1,76 @@
+"""The report's fixed texts (operations, references, maps, limitations) and the records it is
+rendered from."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from forensic_vsr.integrity.dsse import canonical_json
+
+NOT_EVIDENTIAL = "NOT FOR EVIDENTIAL USE"
+STILL_KINDS = ("evidence", "enhanced", "overlay")
+
+OPERATION_TEXT = {
+    "bicubic": (
+        "Bicubic interpolation: every output pixel is a fixed weighted average of the 4x4 nearest input pixels "
+        "(Keys cubic convolution). Nothing is learned; the weights depend only on the pixel's position."
+    ),
+    "lanczos": (
+        "Lanczos interpolation: every output pixel is a fixed weighted average of the 6x6 nearest input pixels "
+        "(windowed sinc, a = 3). Nothing is learned; sharper than bicubic, with slight ringing at hard edges."
+    ),
+}
+REFERENCES = {
+    "bicubic": ["R. Keys, Cubic convolution interpolation for digital image processing, IEEE TASSP 29(6), 1981"],
+    "lanczos": ["C. Duchon, Lanczos filtering in one and two dimensions, J. Applied Meteorology 18, 1979"],
+}
+MAPS_TEXT = (
+    "Synthesized-content map S = |(I - A+A) x|: for the output x and the degradation operator A (the antialiased "
+    "bicubic shrink that maps the output back to the input's size), S is the part of each output pixel that the "
+    "input does not determine at all: any value there would reproduce the input equally well. Interpolation puts "
+    "smooth content there; a learned model puts whatever it learned. Contradiction map R = |A+(y - A x)|: where the "
+    "output disagrees with the input y. Regions where S exceeds the policy's threshold are flagged and outlined."
+)
+LIMITATIONS = [
+    "Single-image super-resolution cannot recover detail that the evidence did not record. Whatever the output shows "
+    "in the flagged regions (S above the threshold) is not determined by the evidence and must not be relied on.",
+    "The synthesized-content map is exact for the stated degradation operator (antialiased bicubic). Real cameras blur, "
+    "compress and sample differently; where the evidence's true degradation differs, the split between determined and "
+    "undetermined content differs too.",
+    "Data-consistency projection guarantees that shrinking the output with the card's operator gives back the input "
+    "(up to rounding, residual recorded per frame); it does not guarantee that the added detail is true.",
+    "The calibrated intervals (maps/interval.mkv, where the model card carries a calibration) promise that, with "
+    "probability 1 - delta over the calibration draw, the expected fraction of pixels outside their interval is at most "
+    "alpha. The guarantee is marginal over images (an average), not about any single pixel, and holds only when the "
+    "evidence's degradation and content resemble the calibration data's (photographs shrunk with the same operator).",
+]
+
+
+def report_records(chain_bodies: dict[str, Any], examiner: str, keyid: str, references: list[str]) -> dict[str, Any]:
+    """What `report.render` reads: the records' bodies by type, as JSON gives them back (so the
+    report rendered at enhance time and by `fvsr verify` are built from identical values)."""
+    records: dict[str, Any] = json.loads(canonical_json(chain_bodies))
+    records["_meta"] = {"examiner": examiner, "keyid": keyid, "references": list(references)}
+    return records
+
+
+def short(h: str | None, n: int = 16) -> str:
+    return "-" if not h else f"{h[:n]}…"
+
+
+def brief(record: dict[str, Any], limit: int = 900) -> str:
+    """A record for a table cell: per-frame lists summarised (count, min, max), the rest as JSON."""
+
+    def shrink(v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: shrink(x) for k, x in v.items()}
+        if isinstance(v, list) and len(v) > 6:
+            nums = [x for x in v if isinstance(x, int | float)]
+            if len(nums) == len(v):
+                return f"{len(v)} values, min {min(nums)}, max {max(nums)}"
+            return [shrink(x) for x in v[:3]] + [f"... {len(v) - 3} more"]
+        return v
+
+    text = json.dumps(shrink(record), sort_keys=True)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
