@@ -18,6 +18,7 @@ from pathlib import Path
 
 from forensic_vsr import layout
 from forensic_vsr.audit.chain import ChainWriter, utc_now
+from forensic_vsr.audit.step_record import StepRecord
 from forensic_vsr.bundle.frames import FramePass
 from forensic_vsr.bundle.ingest import ingest
 from forensic_vsr.bundle.report import write_report
@@ -62,7 +63,8 @@ def enhance(evidence: Path, target: Path, recipe: Recipe, examiner: Examiner, sh
         outputs = [bundle.file_entry(n) for n in _output_files(step)]
         out_root = merkle.root_from_leaf_hashes(out_leaves).hex()
         chain.append(
-            "step.run", statement(recipe.to_json(model), model, ingest_body, step, outputs, out_root, len(out_leaves), started, finished)
+            "step.run",
+            statement(recipe.to_json(model), model, ingest_body, step.to_json(), outputs, out_root, len(out_leaves), started, finished),
         )
         chain.append(
             "output.write",
@@ -118,11 +120,7 @@ def _bounded_frames(recipe: Recipe, n_frames: int) -> Recipe:
     return dataclasses.replace(recipe, frames=(a, b))
 
 
-def _output_files(step: dict[str, object]) -> list[str]:
-    maps = step["maps"]
-    map_files = (
-        [name for n in maps["files"] for name in (layout.map_video(n), layout.map_framehash(n))] + [layout.FLAGGED]  # type: ignore[index]
-        if maps
-        else []
-    )
+def _output_files(step: StepRecord) -> list[str]:
+    maps = step.maps
+    map_files = [name for n in maps["files"] for name in (layout.map_video(n), layout.map_framehash(n))] + [layout.FLAGGED] if maps else []
     return [layout.MASTER, layout.PREVIEW, layout.OUTPUT_FRAMEHASH, layout.INPUT_FRAMEHASH, *map_files]

@@ -7,6 +7,7 @@ allowed only when no rule fails."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -52,6 +53,18 @@ class RecipeFacts:
     data_consistency_available: bool
     maps: bool = True  # the exact synthesized-content / contradiction maps are requested
     report: bool = True  # the court report is requested
+
+    def to_json(self) -> dict[str, Any]:
+        return {f.name: list(v) if isinstance(v := getattr(self, f.name), tuple) else v for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RecipeFacts:
+        """The facts as `to_json` wrote them; an unknown or missing fact is refused."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        if set(data) - names:
+            raise ValueError(f"unknown recipe facts: {', '.join(sorted(set(data) - names))}")
+        tuples = ("operations", "card_scales", "card_precisions")
+        return cls(**{k: tuple(v) if k in tuples and v is not None else v for k, v in data.items()})
 
 
 @dataclass(frozen=True)

@@ -93,15 +93,18 @@ class Recipe:
         main = ops[-1]  # the main operation; earlier ones are --ops pre-operations
         frames = params.get("frames")
         roi = params.get("roi")
+        weights = params.get("weights_file")
+        # a weights file no card names resolves to "unvetted:NAME": the recipe named no model
+        model = None if weights and str(main["model"]).startswith("unvetted:") else main["model"]
         return cls(
             mode=params["mode"],
-            model=main["model"],
+            model=model,
             pre_ops=tuple(o["model"] for o in ops[:-1]),
             scale=int(main["scale"]),
             frames=None if frames is None else _frame_pair(frames),
             device=params.get("device", "cpu"),
             accept_decode_errors=bool(params.get("accept_decode_errors", False)),
-            weights=Path(params["weights_file"]) if params.get("weights_file") else None,
+            weights=Path(weights) if weights else None,
             precision=params.get("precision", "fp32"),
             policy=Path(params["policy_file"]) if params.get("policy_file") else None,
             override_policy=params.get("override_policy"),

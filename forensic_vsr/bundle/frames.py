@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from forensic_vsr import __version__, layout
+from forensic_vsr.audit.step_record import FrameRange, StepRecord
 from forensic_vsr.bundle.maps import MapsWriter
 from forensic_vsr.bundle.master import FFV1_OPTIONS, PACKED_ORDER, PREVIEW_OPTIONS, convert_packed, framehash_from_stored, master_pix_fmt
 from forensic_vsr.bundle.writer import BundleDir
@@ -69,7 +70,7 @@ class FramePass:
         self.rules = decision.policy.rules
         self.written = 0
 
-    def run(self, start: int, end: int, show_progress: bool | None) -> tuple[dict[str, Any], list[bytes]]:
+    def run(self, start: int, end: int, show_progress: bool | None) -> tuple[StepRecord, list[bytes]]:
         """Returns the step summary and the Merkle leaf hashes of output.framehash."""
         recipe, model = self.recipe, self.model
         with VideoReader(self.evidence) as reader, open(self.bundle.path(HASHES_SCRATCH), "w", encoding="ascii") as self.hashes:
@@ -234,22 +235,22 @@ class FramePass:
             raise IntegrityError(f"lossless round trip failed: {self.written} frames encoded, {check.checked} decoded back")
         return check
 
-    def _step(self, start: int, end: int, siting: str, project: bool, check: RoundTripCheck, maps_step: Any) -> dict[str, Any]:
+    def _step(self, start: int, end: int, siting: str, project: bool, check: RoundTripCheck, maps_step: Any) -> StepRecord:
         recipe, model, residuals = self.recipe, self.model, self.main.residuals
         luma = runs_on_luma(model)
         main_record = {key: None for key in RECORD_KEYS} | self.main.record()
-        return {
-            "frames": {"start": start, "end": end, "count": self.written},
-            "frames_per_input": self.factor,
-            "pix_fmt_in": self.src_fmt,
-            "pix_fmt_out": self.dst_fmt,
-            "width_out": self.out_w,
-            "height_out": self.out_h,
-            "chroma_siting_assumed": siting,
-            "luma": model.id if luma else None,
-            "planes_classical": ("copy (x1)" if recipe.scale == 1 else "lanczos") if luma else model.id,
-            "label": self.label,
-            "data_consistency": None
+        return StepRecord(
+            frames=FrameRange(start, end, self.written),
+            frames_per_input=self.factor,
+            pix_fmt_in=self.src_fmt,
+            pix_fmt_out=self.dst_fmt,
+            width_out=self.out_w,
+            height_out=self.out_h,
+            chroma_siting_assumed=siting,
+            luma=model.id if luma else None,
+            planes_classical=("copy (x1)" if recipe.scale == 1 else "lanczos") if luma else model.id,
+            label=self.label,
+            data_consistency=None
             if not project
             else {
                 "operator": CONSISTENCY_OPERATOR,
@@ -260,20 +261,20 @@ class FramePass:
                 "rms_residual_max": round(max(residuals, default=0.0), 6),
                 "tolerance": self.consistency["max_rms_residual"] if self.consistency["required"] else None,
             },
-            "lossless_round_trip": {"frames_decoded_back": check.checked, "all_equal": True},
-            **main_record,
-            "devices": sorted({s.device for s in [*self.pre, self.main]}),
-            "pre_operations": [
+            lossless_round_trip={"frames_decoded_back": check.checked, "all_equal": True},
+            devices=tuple(sorted({s.device for s in [*self.pre, self.main]})),
+            pre_operations=tuple(
                 {
                     "op": op_name(stage.model),
                     "model": stage.model.id,
                     **{k: stage.record().get(k) for k in RECORD_KEYS if k != "multiframe"},
                 }
                 for stage in self.pre
-            ],
-            "temporal_consistency": self.warp.result() if self.warp is not None else None,
-            "maps": maps_step,
-        }
+            ),
+            temporal_consistency=self.warp.result() if self.warp is not None else None,
+            maps=maps_step,
+            **main_record,
+        )
 
     def _output_framehash(self) -> list[bytes]:
         """output.framehash from the master's stored timestamps and the frame hashes proven by the

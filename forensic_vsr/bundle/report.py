@@ -6,10 +6,10 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
 
 from forensic_vsr import layout
 from forensic_vsr.audit.chain import ChainWriter
+from forensic_vsr.audit.step_record import StepRecord
 from forensic_vsr.bundle.writer import BundleDir
 from forensic_vsr.errors import UsageError
 from forensic_vsr.integrity import dsse
@@ -18,11 +18,11 @@ from forensic_vsr.models.tasks import runs_on_luma
 from forensic_vsr.recipe import Examiner, Recipe
 
 
-def still_frames(step: dict[str, Any], requested: tuple[int, ...]) -> dict[str, int]:
+def still_frames(step: StepRecord, requested: tuple[int, ...]) -> dict[str, int]:
     """The output frames the report shows, by caption."""
-    count = step["frames"]["count"]
+    count = step.frames.count
     frames = {"first frame": 0, "middle frame": count // 2}
-    maps = step.get("maps")
+    maps = step.maps
     if maps and maps["flagged"]["most_flagged_frame"] is not None:
         frames["most flagged frame"] = int(maps["flagged"]["most_flagged_frame"])
     for n in requested:
@@ -33,19 +33,19 @@ def still_frames(step: dict[str, Any], requested: tuple[int, ...]) -> dict[str, 
 
 
 def write_report(
-    bundle: BundleDir, chain: ChainWriter, evidence: Path, examiner: Examiner, model: ResolvedModel, recipe: Recipe, step: dict[str, Any]
+    bundle: BundleDir, chain: ChainWriter, evidence: Path, examiner: Examiner, model: ResolvedModel, recipe: Recipe, step: StepRecord
 ) -> None:
     from forensic_vsr.audit.pdfsign import report_certificate, sign_pdf
     from forensic_vsr.report.content import report_records
     from forensic_vsr.report.render import render
     from forensic_vsr.report.stills import make_stills
 
-    maps = step.get("maps")
+    maps = step.maps
     threshold = maps["flagged"]["threshold_levels"] if maps else 8.0
-    per_input = int(step.get("frames_per_input", 1))
+    per_input = step.frames_per_input
     map_scale = maps.get("scale") if maps else None
     frames = still_frames(step, recipe.stills)
-    made = make_stills(bundle.dir, evidence, frames, step["frames"]["start"], threshold, per_input, map_scale)
+    made = make_stills(bundle.dir, evidence, frames, step.frames.start, threshold, per_input, map_scale)
     stills = json.loads(dsse.canonical_json(made))
     refs = list(model.card.data.get("references", [])) if model.card is not None and (runs_on_luma(model) or recipe.scale == 1) else []
     records = report_records(chain.bodies, examiner.name, chain.signer.keyid, refs)
