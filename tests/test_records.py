@@ -102,7 +102,9 @@ def test_recipe_facts_of_a_shipped_model_round_trip_and_unknown_facts_are_refuse
         RecipeFacts.from_json({**f.to_json(), "colour": "red"})
 
 
-json_values = st.recursive(st.none() | st.booleans() | st.integers(-9, 9) | st.text(max_size=4), lambda c: st.lists(c, max_size=3), max_leaves=6)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-9, 9) | st.text(max_size=4), lambda c: st.lists(c, max_size=3), max_leaves=6
+)
 objects = st.dictionaries(st.text("abcdef", min_size=1, max_size=4), json_values, max_size=3)
 
 
