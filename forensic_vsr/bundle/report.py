@@ -37,6 +37,7 @@ def write_report(
 ) -> None:
     from forensic_vsr.audit.pdfsign import report_certificate, sign_pdf
     from forensic_vsr.report.content import report_records
+    from forensic_vsr.report.facts import running_renderer
     from forensic_vsr.report.render import render
     from forensic_vsr.report.stills import make_stills
 
@@ -70,5 +71,6 @@ def write_report(
         "stills": stills,
         "chain_head": head,
         "references": refs,
+        "renderer": running_renderer().to_json(),
     }
     chain.append("report.generate", body)

@@ -10,6 +10,12 @@ from typing import Any
 from forensic_vsr import __version__
 from forensic_vsr.report.content import LIMITATIONS, MAPS_TEXT, NOT_EVIDENTIAL, OPERATION_TEXT, REFERENCES, STILL_KINDS, brief, short
 
+# The report template's version, recorded in report.generate: bump it with every change to what
+# the report prints or how: verify reads a byte difference as an alteration only in a report of
+# the running template (another one is checked by its facts, report/facts.py).
+# 1: format-1 bundles (none recorded); 2: the framehash cross-check carries -flags +bitexact.
+TEMPLATE_VERSION = 2
+
 
 def _styles() -> dict[str, Any]:
     from reportlab.lib import colors
@@ -325,7 +331,8 @@ def render(bundle: Path, records: dict[str, dict[str, Any]], stills: list[dict[s
         "fvsr verify BUNDLE --pubkey EXAMINER.pub            # signatures, chain, every digest and Merkle root, report",
         "fvsr verify BUNDLE --pubkey EXAMINER.pub --evidence EVIDENCE   # also re-hash and decode the evidence",
         "fvsr prove BUNDLE --frame N -o proof.json ; fvsr verify-proof proof.json --pubkey EXAMINER.pub",
-        "ffmpeg -v error -i BUNDLE/output/master.mkv -map 0:v:0 -fps_mode passthrough -f framehash -hash sha256 -  "
+        "ffmpeg -v error -flags +bitexact -noautorotate -i BUNDLE/output/master.mkv -map 0:v:0 -fps_mode passthrough "
+        "-f framehash -hash sha256 -  "
         "# equals output.framehash outside # lines",
     ]
     for c in cmds:
