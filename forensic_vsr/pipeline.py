@@ -62,7 +62,7 @@ def enhance(evidence: Path, target: Path, recipe: Recipe, examiner: Examiner, sh
         finished = utc_now()
         outputs = [bundle.file_entry(n) for n in _output_files(step)]
         out_root = merkle.root_from_leaf_hashes(out_leaves).hex()
-        chain.append(
+        chain.append_statement(
             "step.run",
             statement(recipe.to_json(model), model, ingest_body, step.to_json(), outputs, out_root, len(out_leaves), started, finished),
         )

@@ -2,7 +2,10 @@
 previous record and signed by the examiner key.
 
 A record's digest is SHA-256 of its line (the canonical JSON of its envelope, without the
-newline). The chain's Merkle tree has one leaf per record whose data is that 32-byte digest.
+newline). The chain's RFC 9162 Merkle tree has one leaf per record whose data is that 32-byte
+digest (leaf hash SHA-256(0x00 || digest)). The checkpoint is a C2SP tlog-checkpoint signed note
+over that tree, its origin (and key name) naming this chain by its first record's digest.
+A step's in-toto Statement is also written as a standard attestation (`attestation`).
 Lines are appended with fsync, so a run killed at any point leaves a prefix of valid records.
 `read_chain` reads a chain back as hostile input: bounded in bytes, line length and record
 count, and it stops looking at records after a few problems.
@@ -18,16 +21,17 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from forensic_vsr.audit.attestation import attestation_line, attestation_name, reference
 from forensic_vsr.audit.checks import ChainView, Check
 from forensic_vsr.audit.keys import Signer
 from forensic_vsr.audit.safe_read import CHAIN_MAX_BYTES, CHAIN_MAX_RECORDS, RECORD_MAX_BYTES, UnsafeFile, loads, loads_object, read_lines
 from forensic_vsr.audit.schemas import record_errors
-from forensic_vsr.integrity import dsse, merkle
+from forensic_vsr.integrity import dsse, merkle, signed_note
 
 CHAIN_FILE = "chain.jsonl"
 PROBLEM_BUDGET = 5  # records with a bad signature or link before the rest are no longer looked at
 RECORD_SCHEMA_ID = "https://forensic-vsr.invalid/record/v1"
-CHECKPOINT_SCHEMA_ID = "https://forensic-vsr.invalid/checkpoint/v1"
+ORIGIN_PREFIX = "forensic-vsr.invalid/chain/"
 
 
 def utc_now() -> str:
@@ -50,6 +54,22 @@ class ChainWriter:
         self._fh = open(self.path, "xb")  # noqa: SIM115 - kept open for the run
 
     def append(self, record_type: str, body: dict[str, Any]) -> str:
+        return self._append(record_type, body, {})
+
+    def append_statement(self, record_type: str, statement: dict[str, Any]) -> str:
+        """Append a record whose body is an in-toto Statement, first writing that Statement as a
+        signed in-toto attestation beside the chain; the record references it by sha256."""
+        payload, line = attestation_line(statement, self.signer.sign, self.signer.keyid)
+        name = attestation_name(record_type)
+        path = self.path.parent / name
+        path.parent.mkdir(exist_ok=True)
+        with open(path, "xb") as fh:  # one attestation per record type: a second one is refused
+            fh.write(line)
+            fh.flush()
+            os.fsync(fh.fileno())
+        return self._append(record_type, statement, {"attestation": reference(name, payload, line)})
+
+    def _append(self, record_type: str, body: dict[str, Any], extra: dict[str, Any]) -> str:
         payload = {
             "_type": RECORD_SCHEMA_ID,
             "seq": len(self.digests),
@@ -58,6 +78,7 @@ class ChainWriter:
             "actor": {"name": self.actor, "keyid": self.signer.keyid},
             "type": record_type,
             "body": body,
+            **extra,
         }
         problems = record_errors(payload)
         if problems:
@@ -72,17 +93,12 @@ class ChainWriter:
         self.bodies.setdefault(record_type, body)
         return digest
 
-    def checkpoint(self) -> dict[str, Any]:
-        """A signed statement of the chain's size, head and Merkle root, for the manifest."""
-        body = {
-            "_type": CHECKPOINT_SCHEMA_ID,
-            "tree_size": len(self.digests),
-            "root_hash": chain_root(self.digests),
-            "head": self.digests[-1] if self.digests else None,
-            "time": utc_now(),
-            "keyid": self.signer.keyid,
-        }
-        return dsse.sign(dsse.canonical_json(body), dsse.CHECKPOINT_TYPE, self.signer.sign, self.signer.keyid)
+    def checkpoint(self, extensions: tuple[str, ...]) -> str:
+        """The C2SP signed note of the chain's size and Merkle root (with `extensions` lines), for
+        the manifest; signed under the key name `chain_origin`, as tlog-checkpoint recommends."""
+        origin = chain_origin(self.digests[0])
+        text = signed_note.Checkpoint(origin, len(self.digests), bytes.fromhex(chain_root(self.digests)), extensions).to_text()
+        return signed_note.sign_note(text, origin, self.signer.public_key, self.signer.sign)
 
     def close(self) -> None:
         self._fh.close()
@@ -90,6 +106,12 @@ class ChainWriter:
 
 def chain_root(digests: list[str]) -> str:
     return merkle.root([bytes.fromhex(d) for d in digests]).hex()
+
+
+def chain_origin(first_digest: str) -> str:
+    """A chain's checkpoint origin and key name: every bundle is its own log (one examiner key
+    signs many bundles, and a log must never sign two inconsistent trees)."""
+    return ORIGIN_PREFIX + first_digest
 
 
 def _open_record(line: bytes, key: Ed25519PublicKey, i: int) -> dict[str, Any]:

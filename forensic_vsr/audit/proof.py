@@ -3,7 +3,9 @@
 A proof carries: the frame's framehash line (index, pts, size, sha256); its RFC 9162 inclusion
 proof in the output-frame tree; the signed step.run record whose subject names that tree's root
 and size; that record's inclusion proof in the chain tree; and the signed checkpoint of the
-chain. Verifying needs only the proof file and the examiner's public key. A proof file is
+chain (proof format 1: format 1's DSSE checkpoint; proof format 2: format 2's C2SP signed note,
+verified under the key name its origin line states, which must be a chain origin). Verifying
+needs only the proof file and the examiner's public key. A proof file is
 hostile input: it is read as a regular file of bounded size, parsed as strict depth-limited
 JSON into `FrameProof` (every field type-checked, unknown fields refused) before anything in it
 is used."""
@@ -18,15 +20,17 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from forensic_vsr.audit.bundle_format import manifest_checks, read_manifest
-from forensic_vsr.audit.chain import read_chain, record_digest
+from forensic_vsr.audit.chain import ORIGIN_PREFIX, read_chain, record_digest
 from forensic_vsr.audit.checks import Check, guarded
 from forensic_vsr.audit.safe_read import PROOF_MAX_BYTES, UnsafeFile, loads, loads_object, open_user_file, read_capped
 from forensic_vsr.audit.schemas import record_errors, schema_errors
 from forensic_vsr.audit.verify import FRAMES_SUBJECT, read_framehash
 from forensic_vsr.errors import UsageError, VerificationFailed
-from forensic_vsr.integrity import dsse, merkle
+from forensic_vsr.integrity import dsse, merkle, signed_note
 
-PROOF_FORMAT = "forensic-vsr-frame-proof/1"
+PROOF_FORMAT_1 = "forensic-vsr-frame-proof/1"  # checkpoint: a DSSE envelope (bundle format 1)
+PROOF_FORMAT_2 = "forensic-vsr-frame-proof/2"  # checkpoint: a C2SP tlog-checkpoint signed note (bundle format 2)
+CHECKPOINT_KIND: dict[str, type] = {PROOF_FORMAT_1: dict, PROOF_FORMAT_2: str}
 MAX_PATH = 64  # an inclusion proof in a tree of up to 2**64 leaves
 
 
@@ -69,11 +73,11 @@ class FrameProof:
     step_index: int
     step_line: str
     chain_inclusion: tuple[bytes, ...]
-    checkpoint: dict[str, Any]
+    checkpoint: dict[str, Any] | str
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "format": PROOF_FORMAT,
+            "format": PROOF_FORMAT_2 if isinstance(self.checkpoint, str) else PROOF_FORMAT_1,
             "frame": {"index": self.frame_index, "framehash_line": self.framehash_line},
             "frames_tree": {
                 "tree_size": self.frames_tree_size,
@@ -89,8 +93,9 @@ class FrameProof:
         """Raises ValueError naming the first field that is missing, mistyped or unknown."""
         if not isinstance(obj, dict):
             raise ValueError(f"the proof is not a JSON object (found {type(obj).__name__})")
-        if obj.get("format") != PROOF_FORMAT:
-            raise ValueError(f"format is {str(obj.get('format'))[:60]!r}, expected {PROOF_FORMAT!r}")
+        fmt = obj.get("format")
+        if not isinstance(fmt, str) or fmt not in CHECKPOINT_KIND:
+            raise ValueError(f"format is {str(fmt)[:60]!r}, expected one of {', '.join(CHECKPOINT_KIND)}")
         _exactly(obj, {"format", "frame", "frames_tree", "step_record", "chain"}, "proof")
         frame, tree = _field(obj, "frame", dict, "proof"), _field(obj, "frames_tree", dict, "proof")
         step, chain = _field(obj, "step_record", dict, "proof"), _field(obj, "chain", dict, "proof")
@@ -118,7 +123,7 @@ class FrameProof:
             step_index=_field(step, "index", int, "step_record"),
             step_line=_field(step, "line", str, "step_record"),
             chain_inclusion=_hashes(chain, "inclusion", "chain"),
-            checkpoint=_field(chain, "checkpoint", dict, "chain"),
+            checkpoint=_field(chain, "checkpoint", CHECKPOINT_KIND[fmt], "chain"),
         )
 
 
@@ -202,17 +207,31 @@ def verify_proof(proof: Any, key: Ed25519PublicKey) -> list[Check]:
     return list(guarded("proof", lambda: _verify(parsed, key)))
 
 
-def _verify(proof: FrameProof, key: Ed25519PublicKey) -> Iterator[Check]:
+def _checkpoint(checkpoint: dict[str, Any] | str, key: Ed25519PublicKey) -> tuple[int, bytes]:
+    """(tree size, root hash) of a checkpoint signed by `key`; raises ValueError saying why not."""
+    if isinstance(checkpoint, str):
+        origin = checkpoint.split("\n", 1)[0]
+        if not (origin.startswith(ORIGIN_PREFIX) and len(origin) == len(ORIGIN_PREFIX) + 64 and origin[-64:].isalnum()):
+            raise ValueError(f"the checkpoint's origin {origin[:60]!r} is not a forensic-vsr chain ({ORIGIN_PREFIX}…)")
+        note = signed_note.Checkpoint.from_text(signed_note.open_note(checkpoint, origin, key))
+        return note.tree_size, note.root_hash
     try:
-        cp = loads_object(dsse.open_envelope(proof.checkpoint, key, dsse.CHECKPOINT_TYPE), "the checkpoint payload")
-    except (UnsafeFile, dsse.EnvelopeError) as exc:
-        yield Check.failed("proof.checkpoint", str(exc))
-        return
+        cp = loads_object(dsse.open_envelope(checkpoint, key, dsse.CHECKPOINT_TYPE), "the checkpoint payload")
+    except UnsafeFile as exc:
+        raise ValueError(str(exc)) from None
     problems = schema_errors("checkpoint", cp)
     if problems or cp["keyid"] != dsse.keyid(key):
-        yield Check.failed("proof.checkpoint", problems[0] if problems else "the checkpoint names another key")
+        raise ValueError(problems[0] if problems else "the checkpoint names another key")
+    return cp["tree_size"], bytes.fromhex(cp["root_hash"])
+
+
+def _verify(proof: FrameProof, key: Ed25519PublicKey) -> Iterator[Check]:
+    try:
+        tree_size, root_hash = _checkpoint(proof.checkpoint, key)
+    except ValueError as exc:  # NoteError and EnvelopeError are ValueErrors
+        yield Check.failed("proof.checkpoint", str(exc))
         return
-    yield Check.passed("proof.checkpoint", f"checkpoint of {cp['tree_size']} records signed by the supplied key")
+    yield Check.passed("proof.checkpoint", f"checkpoint of {tree_size} records signed by the supplied key")
     line, index = proof.step_line.encode(), proof.step_index
     try:
         payload = loads_object(dsse.open_envelope(loads(line, "the step record"), key, dsse.RECORD_TYPE), "the step record's payload")
@@ -221,10 +240,10 @@ def _verify(proof: FrameProof, key: Ed25519PublicKey) -> Iterator[Check]:
         return
     yield Check.passed("proof.step_signature", f"step.run record {index} signed by the supplied key")
     in_chain = merkle.verify_inclusion(
-        merkle.hash_leaf(bytes.fromhex(record_digest(line))), index, cp["tree_size"], proof.chain_inclusion, bytes.fromhex(cp["root_hash"])
+        merkle.hash_leaf(bytes.fromhex(record_digest(line))), index, tree_size, proof.chain_inclusion, root_hash
     )
     yield (
-        Check.passed("proof.step_in_chain", f"record {index} is in the signed chain of {cp['tree_size']} records")
+        Check.passed("proof.step_in_chain", f"record {index} is in the signed chain of {tree_size} records")
         if in_chain
         else Check.failed("proof.step_in_chain", "the step record's inclusion proof does not reach the checkpoint root")
     )

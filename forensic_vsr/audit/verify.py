@@ -19,6 +19,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from forensic_vsr.audit.attestation import attestation_checks, recorded_attestations
 from forensic_vsr.audit.bundle_format import (
     CHAIN,
     DEFAULT_UNSIGNED_FILES,
@@ -137,6 +138,8 @@ def _recorded_files(view: ChainView) -> tuple[dict[str, dict[str, Any]], list[st
     write = view.first("output.write")
     for f in write["files"] if write else []:
         _entry(f["name"], f, files, conflicts)
+    for ref in recorded_attestations(view):
+        _entry(ref["name"], ref, files, conflicts)
     report = view.first("report.generate")
     if report:
         _entry(report["file"]["name"], report["file"], files, conflicts)
@@ -202,6 +205,7 @@ def _files(run: _Run) -> Iterator[Check]:
             if sub_bad
             else _pass("step.subjects", "step.run subjects match the written files")
         )
+    yield from attestation_checks(run.bundle, run.view, run.key, required=run.fmt is not None and run.fmt.step_attestation)
 
 
 def framehash_bound(frames: int) -> int:

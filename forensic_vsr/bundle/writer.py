@@ -14,6 +14,7 @@ from typing import Any
 
 from forensic_vsr import __version__, layout
 from forensic_vsr.atomic import atomic_write, fsync_dir
+from forensic_vsr.audit.bundle_format import checkpoint_extensions
 from forensic_vsr.audit.chain import ChainWriter, chain_root
 from forensic_vsr.errors import OutputError
 from forensic_vsr.media import file_sha256
@@ -68,13 +69,15 @@ class BundleDir:
 
 
 def write_manifest(bundle: BundleDir, chain: ChainWriter) -> None:
-    manifest = {
+    """manifest.json: the C2SP checkpoint note of the chain, which also signs the manifest's
+    format, tool and tool_version; the other fields are checked against the key and the chain."""
+    manifest: dict[str, Any] = {
         "format": BUNDLE_FORMAT,
         "tool": "forensic-vsr",
         "tool_version": __version__,
         "public_key": chain.signer.public_pem(),
         "keyid": chain.signer.keyid,
         "chain_root": chain_root(chain.digests),
-        "checkpoint": chain.checkpoint(),
     }
+    manifest["checkpoint"] = chain.checkpoint(checkpoint_extensions(manifest))
     atomic_write(bundle.path(layout.MANIFEST), json.dumps(manifest, indent=2, sort_keys=True) + "\n")

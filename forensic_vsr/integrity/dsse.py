@@ -16,7 +16,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 RECORD_TYPE = "application/vnd.forensic-vsr.record+json"
-CHECKPOINT_TYPE = "application/vnd.forensic-vsr.checkpoint+json"
+CHECKPOINT_TYPE = "application/vnd.forensic-vsr.checkpoint+json"  # format 1 only; format 2 signs a C2SP note
+INTOTO_TYPE = "application/vnd.in-toto+json"  # an in-toto Statement v1 (in-toto attestation framework)
 
 
 def canonical_json(obj: Any) -> bytes:
@@ -31,7 +32,8 @@ def pae(payload_type: str, payload: bytes) -> bytes:
 
 
 def keyid(public_key: Ed25519PublicKey) -> str:
-    """Key id: SHA-256 of the raw 32-byte Ed25519 public key, hex."""
+    """Our key id: SHA-256 of the raw 32-byte Ed25519 public key, hex (docs/bundle.md compares it
+    with securesystemslib's and the C2SP note key ID). DSSE key ids are unsigned hints."""
     return hashlib.sha256(public_key.public_bytes(Encoding.Raw, PublicFormat.Raw)).hexdigest()
 
 
