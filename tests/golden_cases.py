@@ -37,7 +37,22 @@ def run_case(name: str, tmp: Path, key: Path, env: dict[str, str]) -> dict[str, 
     """Runs one case with the real CLI; returns the output frame hashes (and every map's)."""
     args, maps = CASES[name]
     bundle = tmp / name
-    cmd = [sys.executable, "-m", "forensic_vsr", "enhance", str(CLIP), "-o", str(bundle), "--key", str(key), "-q", "--no-report", "--mode", "investigative", *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "forensic_vsr",
+        "enhance",
+        str(CLIP),
+        "-o",
+        str(bundle),
+        "--key",
+        str(key),
+        "-q",
+        "--no-report",
+        "--mode",
+        "investigative",
+        *args,
+    ]
     if not maps:
         cmd.append("--no-maps")
     proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **env}, stdin=subprocess.DEVNULL)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_fvsr
+from tests.helpers import run_fvsr
 
 
 def _assert_clean_failure(proc: subprocess.CompletedProcess[str], out_dir: Path, expect: str) -> None:
@@ -77,7 +77,7 @@ def test_corrupt_packets_mid_stream_are_refused_with_counts(tmp_path: Path, outd
 
 
 def test_corrupt_packets_accepted_are_counted_in_the_record(tmp_path: Path, outdir: Path, keypair, synth) -> None:  # type: ignore[no-untyped-def]
-    from tests.test_enhance import record
+    from tests.helpers import record
 
     bad = tmp_path / "damaged.avi"
     _corrupt_mjpeg(synth("mjpeg"), bad)

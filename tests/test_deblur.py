@@ -13,7 +13,8 @@ import pytest
 from forensic_vsr.benchmark import psnr
 from forensic_vsr.media import VideoReader, frame_planes
 from forensic_vsr.ops.deblur import blur, defocus_psf, estimate_psf, motion_psf, noise_sigma, richardson_lucy, ringing, wiener
-from tests.conftest import run_fvsr
+from tests.helpers import run_fvsr
+from tests.helpers import step as step_of
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +67,16 @@ def test_wiener_with_the_true_psf_restores(sharp: np.ndarray, psf) -> None:  # t
     x = np.clip(np.rint(wiener(y, psf)), 0, 255)
     c = (slice(12, -12), slice(12, -12))
     assert psnr(x[c], sharp[c]) > psnr(y[c], sharp[c]) + 3.0
-    assert ringing(y, x) >= 0.0
+
+
+def test_ringing_measures_oscillation_added_in_flat_regions() -> None:
+    """A flat input restored as itself rings 0; adding a +-a checkerboard in the flat region rings
+    exactly a (the 9x9 local mean of a checkerboard is ~0, so the RMS is the amplitude)."""
+    y = np.full((64, 64), 128.0)
+    assert ringing(y, y.copy()) == 0.0
+    checker = np.indices((64, 64)).sum(axis=0) % 2 * 2.0 - 1.0
+    for a in (1.0, 3.0):
+        assert abs(ringing(y, y + a * checker) - a) < 0.02 * a
 
 
 def test_richardson_lucy_with_tv_restores(sharp: np.ndarray) -> None:
@@ -124,11 +134,11 @@ def blurred_clip(tmp_path_factory: pytest.TempPathFactory, carphone: Path) -> Pa
 
 
 def test_deblur_runs_in_evidential_mode_with_a_blind_estimate(tmp_path: Path, blurred_clip: Path, keypair) -> None:  # type: ignore[no-untyped-def]
-    from tests.test_enhance import record
+    from tests.helpers import record
 
     bundle = tmp_path / "b"
     run_fvsr("enhance", blurred_clip, "-o", bundle, "--key", keypair[0], "--model", "deblur", "--scale", "1", "-q", check=True)
-    step = record(bundle, "step.run")["predicate"]["runDetails"]["byproducts"][0]["annotations"]
+    step = step_of(bundle)
     d = step["deblur"]
     assert d["psf"]["kind"] == "motion" and abs(d["psf"]["length"] - 9) <= 1 and d["psf"]["angle"] in (0.0, 1.0, 179.0)
     assert d["psf_source"].startswith("estimated") and d["estimate"]["candidates"]

@@ -12,8 +12,8 @@ import pytest
 
 from forensic_vsr.media import VideoReader, frame_planes
 from forensic_vsr.ops.deinterlace import bob, comb_score
-from tests.conftest import run_fvsr
-from tests.test_enhance import record
+from tests.helpers import run_fvsr
+from tests.helpers import step as step_of
 
 
 def _planes(path: Path) -> list[list[np.ndarray]]:
@@ -65,7 +65,7 @@ def test_fields_mode_reproduces_each_fields_lines_exactly(  # type: ignore[no-un
         times = [float(f.pts * reader.info.time_base) for f in reader.frames()]
     gaps = np.diff(times)
     assert gaps.min() > 0 and gaps.max() < 1.1 * gaps.min()  # fields evenly spaced in time: twice the rate
-    step = record(bundle, "step.run")["predicate"]["runDetails"]["byproducts"][0]["annotations"]
+    step = step_of(bundle)
     d = step["deinterlace"]
     assert d["field_order"] == order and d["field_order_source"].startswith(source) and d["content_field_order"] == order
     progressive_comb = np.mean([comb_score(p[0]) for p in src])
@@ -85,6 +85,6 @@ def test_blend_mode_keeps_one_frame_per_input_frame(tmp_path: Path, ffmpeg: str,
     for o, i in zip(out, inp, strict=True):
         assert np.array_equal(o[0][0::2], i[0][0::2])  # the first field is never touched
         assert comb_score(o[0]) < comb_score(i[0])
-    d = record(bundle, "step.run")["predicate"]["runDetails"]["byproducts"][0]["annotations"]["deinterlace"]
+    d = step_of(bundle)["deinterlace"]
     assert len(d["second_field_fraction_replaced_per_frame"]) == len(inp)
     assert all(0 < r < 1 for r in d["second_field_fraction_replaced_per_frame"])

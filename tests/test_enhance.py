@@ -16,17 +16,8 @@ import pytest
 from forensic_vsr.integrity import dsse
 from forensic_vsr.media import file_sha256
 from forensic_vsr.timebase import rescale
-from tests.conftest import ffmpeg_framehash, make_testsrc, run_fvsr
-
-
-def chain_payloads(bundle: Path) -> list[dict]:
-    import base64
-
-    return [json.loads(base64.b64decode(json.loads(line)["payload"])) for line in (bundle / "chain.jsonl").read_text().splitlines()]
-
-
-def record(bundle: Path, record_type: str) -> dict:
-    return next(p["body"] for p in chain_payloads(bundle) if p["type"] == record_type)
+from tests.helpers import chain_payloads, ffmpeg_framehash, make_testsrc, record, run_fvsr
+from tests.helpers import step as step_of
 
 
 def test_bundle_layout_and_records(carphone_bundle: Path) -> None:
@@ -182,7 +173,7 @@ def test_maps_are_the_exact_layer_of_the_stored_frames(carphone_bundle: Path, ca
     from forensic_vsr.media import VideoReader, frame_planes
     from forensic_vsr.uncertainty import MAP_SCALE, ExactMaps, flagged_regions
 
-    step = record(carphone_bundle, "step.run")["predicate"]["runDetails"]["byproducts"][0]["annotations"]
+    step = step_of(carphone_bundle)
     maps = step["maps"]
     assert maps["layer"] == "exact" and maps["plane"] == "luma" and maps["files"]["synthesized"]["tree_size"] == 40
     for name in ("synthesized", "contradiction"):

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from forensic_vsr.integrity.framehash import FrameHash, TimestampMapper, encoder_pts
-from tests.conftest import SYNTH, ffmpeg_framehash, run_fvsr
+from tests.helpers import SYNTH, ffmpeg_framehash, run_fvsr
 
 
 def _ours(path: Path) -> list[str]:

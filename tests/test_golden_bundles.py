@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_fvsr
+from tests.helpers import run_fvsr
 
 GOLDEN = Path(__file__).parent / "golden"
 ARCHIVES = sorted(GOLDEN.glob("format*.tar.gz"))

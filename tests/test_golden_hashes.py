@@ -8,9 +8,9 @@ import json
 from pathlib import Path
 
 import pytest
-
-from conftest import PASSPHRASE
 from golden_cases import CASES, run_case
+
+from tests.helpers import PASSPHRASE
 
 GOLDEN = json.loads((Path(__file__).parent / "golden" / "frame_hashes.json").read_text())
 

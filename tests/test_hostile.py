@@ -32,7 +32,7 @@ from forensic_vsr.audit.safe_read import UnsafeFile, loads
 from forensic_vsr.audit.verify import bundle_checks, read_chain, read_framehash, verify_bundle
 from forensic_vsr.errors import FvsrError
 from forensic_vsr.integrity import dsse
-from tests.conftest import PASSPHRASE, run_fvsr
+from tests.helpers import PASSPHRASE, run_fvsr
 
 LIMIT_S = 20.0
 GOLDEN = Path(__file__).parent / "golden" / "format1.tar.gz"

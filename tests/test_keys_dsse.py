@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from forensic_vsr.audit.keys import load_public_key, load_signer
 from forensic_vsr.errors import KeyUseError
 from forensic_vsr.integrity import dsse
-from tests.conftest import run_fvsr
+from tests.helpers import run_fvsr
 
 GOLDEN = Path(__file__).parent / "golden"
 

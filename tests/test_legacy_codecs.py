@@ -15,7 +15,7 @@ import pytest
 
 from forensic_vsr.errors import IntegrityError
 from forensic_vsr.media import BITEXACT_DECODE, LEGACY_DECODE, DecoderSettings, VideoReader, frame_planes, planes_sha256
-from tests.conftest import ffmpeg_framehash, run_fvsr
+from tests.helpers import ffmpeg_framehash, run_fvsr
 
 LEGACY = {
     # name: (encoder args, file name, size)

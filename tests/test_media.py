@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from forensic_vsr.media import Colour, VideoReader, VideoWriter, frame_from_planes, frame_planes, plane_specs, planes_sha256
-from tests.conftest import ffmpeg_framehash
+from tests.helpers import ffmpeg_framehash
 
 FFV1 = {"level": "3", "slicecrc": "1", "g": "1"}
 X264 = {"crf": "18", "preset": "ultrafast"}

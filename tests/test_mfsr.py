@@ -15,8 +15,8 @@ from forensic_vsr.media import VideoReader, frame_planes
 from forensic_vsr.ops.consistency import Projector
 from forensic_vsr.ops.degrade import downscale
 from forensic_vsr.ops.mfsr import MfsrParams, register, shrink, super_resolve
-from tests.conftest import run_fvsr
-from tests.test_enhance import record
+from tests.helpers import record, run_fvsr
+from tests.helpers import step as step_of
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +87,7 @@ def test_unrelated_neighbours_are_left_out(scene: np.ndarray) -> None:
 def test_mfsr_runs_in_evidential_mode_and_records_registration(tmp_path: Path, carphone: Path, keypair) -> None:  # type: ignore[no-untyped-def]
     bundle = tmp_path / "b"
     run_fvsr("enhance", carphone, "-o", bundle, "--key", keypair[0], "--model", "mfsr-x2", "--frames", "0:5", "-q", check=True)
-    step = record(bundle, "step.run")["predicate"]["runDetails"]["byproducts"][0]["annotations"]
+    step = step_of(bundle)
     mf = step["multiframe"]
     assert [f["frame"] for f in mf["per_frame"]] == [0, 1, 2, 3, 4]
     assert [f["neighbours"] for f in mf["per_frame"]] == [2, 3, 4, 3, 2]

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_fvsr
-from tests.test_enhance import record
+from tests.helpers import record, run_fvsr
+from tests.helpers import step as step_of
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +44,7 @@ def test_chain_equals_the_steps_run_one_by_one(tmp_path: Path, interlaced: Path,
     assert [o["op"] for o in decision["recipe"]["operations"]] == ["deinterlace", "deblur", "upscale"]
     rules = {r["rule"]: r["outcome"] for r in decision["rules"]}
     assert rules["deinterlace.allowed_operations"] == rules["deblur.allowed_model_classes"] == "pass"
-    step = record(chained, "step.run")["predicate"]["runDetails"]["byproducts"][0]["annotations"]
+    step = step_of(chained)
     assert [p["model"] for p in step["pre_operations"]] == ["deinterlace", "deblur"] and step["frames_per_input"] == 2
     assert step["pre_operations"][1]["deblur"]["psf"]["length"] == 3.0
     again = run_fvsr("verify", chained, "--pubkey", keypair[1], "--evidence", interlaced, "--reproduce")

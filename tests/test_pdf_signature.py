@@ -31,7 +31,7 @@ from cryptography.x509.oid import NameOID
 from forensic_vsr.audit.keys import REPORT_KEY_INFO, Signer, generate, load_public_key, load_signer, public_pem
 from forensic_vsr.audit.pdfsign import certificate_sha256, check_report_signature, is_self_signed, report_certificate, sign_pdf
 from forensic_vsr.errors import KeyUseError, OutputError
-from tests.conftest import run_fvsr
+from tests.helpers import run_fvsr
 
 GOLDEN = Path(__file__).parent / "golden"
 PASS = b"test-passphrase-123"

@@ -12,14 +12,15 @@ import numpy as np
 import pytest
 import torch
 
-from forensic_vsr.recipe import Recipe, decide_recipe
+from forensic_vsr.audit.records import step_annotations
 from forensic_vsr.errors import UsageError
 from forensic_vsr.media import frame_planes
 from forensic_vsr.models.arch import ResidualSR, detect_architecture
 from forensic_vsr.policy import builtin_policy, weakenings
+from forensic_vsr.recipe import Recipe, decide_recipe
 from forensic_vsr.resources import POLICIES
-from tests.conftest import run_fvsr
-from tests.test_enhance import chain_payloads, record
+from tests.helpers import chain_payloads, record, run_fvsr
+from tests.helpers import step as step_of
 
 
 def _weights(path: Path, seed: int, scale: int = 2) -> str:
@@ -235,7 +236,7 @@ def test_evidential_refusal_end_to_end_and_investigative_run(how: str, models: P
     step = record(tmp_path / "ran", "step.run")
     deps = {d["name"]: d for d in step["predicate"]["buildDefinition"]["resolvedDependencies"]}
     assert any(name.startswith("model-weights:") for name in deps)
-    assert record(tmp_path / "ran", "step.run")["predicate"]["runDetails"]["byproducts"][0]["annotations"]["label"] == label
+    assert step_of(tmp_path / "ran")["label"] == label
 
 
 def test_evidential_fidelity_model_runs_with_data_consistency(models: Path, synth, keypair, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -243,7 +244,7 @@ def test_evidential_fidelity_model_runs_with_data_consistency(models: Path, synt
     out = tmp_path / "b"
     proc = run_fvsr("enhance", src, "-o", out, "--model", "tiny-fidelity-x2", "--models-dir", models, "--key", keypair[0], "-q")
     assert proc.returncode == 0, proc.stderr
-    dc = record(out, "step.run")["predicate"]["runDetails"]["byproducts"][0]["annotations"]["data_consistency"]
+    dc = step_of(out)["data_consistency"]
     assert dc["operator"] == "bicubic-antialiased" and len(dc["rms_residual_per_frame"]) == 12
     assert 0 < dc["rms_residual_max"] <= 0.5 and dc["tolerance"] == 0.5
     assert run_fvsr("verify", out, "--pubkey", keypair[1], "--evidence", src).returncode == 0
@@ -274,7 +275,7 @@ def test_device_recorded_is_the_device_that_ran(tmp_path: Path, carphone: Path, 
     out = tmp_path / "b"
     run_fvsr("enhance", carphone, "-o", out, "--key", keypair[0], "--frames", "0:2", "--device", "auto", "-q", check=True)
     step = record(out, "step.run")
-    annotations = step["predicate"]["runDetails"]["byproducts"][0]["annotations"]
+    annotations = step_annotations(step)
     assert annotations["devices"] == ["cpu"]
     assert step["predicate"]["buildDefinition"]["internalParameters"]["device"] == "cpu"
     assert step["predicate"]["buildDefinition"]["externalParameters"]["device"] == "auto"  # what was asked, as asked

@@ -15,8 +15,8 @@ import torch
 from forensic_vsr.media import VideoReader, frame_planes
 from forensic_vsr.models.arch import ResidualSR
 from forensic_vsr.uncertainty import MAP_SCALE
-from tests.conftest import run_fvsr
-from tests.test_enhance import record
+from tests.helpers import record, run_fvsr
+from tests.helpers import step as step_of
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +60,7 @@ def test_restore_runs_at_scale_1_and_maps_show_the_change(tmp_path: Path, carpho
         "enhance", carphone_distorted, "-o", bundle, "--key", keypair[0], "--models-dir", restore_models,
         "--model", "tiny-restore", "--scale", "1", "--frames", "0:3", "--mode", "investigative", "-q", check=True,
     )  # fmt: skip
-    step = record(bundle, "step.run")["predicate"]["runDetails"]["byproducts"][0]["annotations"]
+    step = step_of(bundle)
     assert (step["width_out"], step["height_out"]) == (176, 144) and step["planes_classical"] == "copy (x1)"
     assert step["data_consistency"] is None  # nothing to project onto
     decision = record(bundle, "policy.decision")

@@ -12,8 +12,8 @@ import torch
 from forensic_vsr.media import VideoReader, frame_planes
 from forensic_vsr.models.registry import resolve
 from forensic_vsr.models.runner import PlaneUpscaler, receptive_radius
-from tests.conftest import run_fvsr
-from tests.test_enhance import record
+from tests.helpers import run_fvsr
+from tests.helpers import step as step_of
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +96,7 @@ def test_enhance_with_tiles_and_batches_writes_the_same_frames(tmp_path: Path, c
             "--frames", "0:4", "--no-report", "--no-maps", "--mode", "investigative", "-q", *extra, check=True,
         )  # fmt: skip
         outputs[name] = (bundle / "output.framehash").read_text().splitlines()[-4:]
-        step = record(bundle, "step.run")["predicate"]["runDetails"]["byproducts"][0]["annotations"]
+        step = step_of(bundle)
         if name == "tiled":
             assert step["runner"]["tiling"] == {"tile": 128, "margin": 16} and step["runner"]["batch"] == 3
     assert outputs["plain"] == outputs["tiled"]

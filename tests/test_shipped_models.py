@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from forensic_vsr.recipe import Recipe, decide_recipe
 from forensic_vsr.models.registry import registry, resolve
+from forensic_vsr.recipe import Recipe, decide_recipe
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
 

@@ -10,8 +10,7 @@ import cv2
 import pytest
 
 from forensic_vsr.media import VideoReader
-from tests.conftest import ffmpeg_framehash, run_fvsr
-from tests.test_enhance import record
+from tests.helpers import ffmpeg_framehash, record, run_fvsr
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,8 @@ from forensic_vsr.media import VideoReader, VideoWriter, frame_from_planes, fram
 from forensic_vsr.ops.mfsr import register
 from forensic_vsr.ops.temporal import integrate, warp_error
 from forensic_vsr.uncertainty import MAP_SCALE
-from tests.conftest import run_fvsr
-from tests.test_enhance import record
+from tests.helpers import run_fvsr
+from tests.helpers import step as step_of
 
 N = 8
 
@@ -77,7 +77,7 @@ def test_stabilise_removes_at_least_90_percent_of_the_jitter(tmp_path: Path, sce
     run_fvsr("enhance", clip, "-o", bundle, "--key", keypair[0], "--model", "stabilise", "--scale", "1", "-q", check=True)
     after = _residual_motion(_lumas(bundle / "output" / "master.mkv"))
     assert after <= 0.1 * before, (before, after)
-    step = record(bundle, "step.run")["predicate"]["runDetails"]["byproducts"][0]["annotations"]
+    step = step_of(bundle)
     t = step["temporal"]
     assert t["operation"] == "stabilise" and t["reference_frame"] == 0 and t["frames_not_registered"] == []
     for entry, (dx, dy) in zip(t["per_frame"][1:], jitter[1:], strict=True):
@@ -103,7 +103,7 @@ def test_integrate_runs_end_to_end_with_count_and_spread_maps(tmp_path: Path, sc
     clip, _ = _jittered(tmp_path, scene, noise=4.0, seed=3)
     bundle = tmp_path / "b"
     run_fvsr("enhance", clip, "-o", bundle, "--key", keypair[0], "--model", "integrate", "--scale", "1", "-q", check=True)
-    step = record(bundle, "step.run")["predicate"]["runDetails"]["byproducts"][0]["annotations"]
+    step = step_of(bundle)
     assert set(step["maps"]["files"]) == {"synthesized", "contradiction", "count", "spread"}
     per = step["temporal"]["per_frame"]
     assert [p["frame"] for p in per] == list(range(N)) and per[4]["mean_count"] > 5

@@ -22,7 +22,7 @@ from forensic_vsr.audit.keys import load_public_key
 from forensic_vsr.audit.verify import verify_bundle
 from forensic_vsr.integrity import dsse
 from forensic_vsr.media import VideoReader, VideoWriter, frame_from_planes, frame_planes
-from tests.conftest import PASSPHRASE, make_testsrc, run_fvsr
+from tests.helpers import PASSPHRASE, make_testsrc, run_fvsr
 
 
 @pytest.fixture(scope="module")

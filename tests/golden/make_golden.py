@@ -25,7 +25,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         key = Path(tmp) / "k.key"
         env = {**os.environ, "FVSR_KEY_PASSPHRASE": "golden-passphrase"}
-        subprocess.run([sys.executable, "-m", "forensic_vsr", "keys", "generate", "--out", str(key), "--name", "Golden"], check=True, env=env)
+        subprocess.run(
+            [sys.executable, "-m", "forensic_vsr", "keys", "generate", "--out", str(key), "--name", "Golden"], check=True, env=env
+        )
         for name in CASES:
             out[name] = run_case(name, Path(tmp), key, env)
             print(name, len(out[name]["output"]), "frames", flush=True)
