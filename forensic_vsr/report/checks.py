@@ -20,7 +20,7 @@ from forensic_vsr.report.render import render
 BYTE_FOR_BYTE = "renders again byte for byte"
 
 
-def _report_inputs(view: ChainView) -> tuple[dict[str, Any] | None, dict[str, Any], str]:
+def report_inputs(view: ChainView) -> tuple[dict[str, Any] | None, dict[str, Any], str]:
     """(report.generate, the records the report is rendered from, the chain head it names). For
     a bundle run with --no-report (no report.generate), the head before run.complete."""
     rec = view.first("report.generate")
@@ -41,7 +41,7 @@ def render_report(bundle: Path, view: ChainView, out: Path) -> dict[str, Any] | 
     """Render the (unsigned) report from the verified records and the bundle's stills into `out`.
     Returns the report.generate record, or None for a bundle run with --no-report (its report is
     then rendered without stills, at the chain head before run.complete)."""
-    rec, records, head = _report_inputs(view)
+    rec, records, head = report_inputs(view)
     render(bundle, records, (rec or {}).get("stills", []), head, out)
     return rec
 
@@ -83,7 +83,7 @@ def _content_by_facts(
         return Check.failed("report.content", f"report.pdf's first {unsigned['size']} bytes are not the signed unsigned report: altered")
     if signature is not None and not signature[0]:
         return Check.failed("report.content", f"report.pdf ({by}) is not the signed report: {signature[1]}")
-    _, records, head = _report_inputs(view)
+    _, records, head = report_inputs(view)
     try:
         facts = report_facts(records, head)
     except (KeyError, TypeError, StopIteration) as exc:
