@@ -21,6 +21,7 @@ from forensic_vsr.audit.chain import ChainWriter, utc_now
 from forensic_vsr.audit.step_record import StepRecord
 from forensic_vsr.bundle.frames import FramePass
 from forensic_vsr.bundle.ingest import ingest
+from forensic_vsr.bundle.limits import check_evidence_output_size
 from forensic_vsr.bundle.report import write_report
 from forensic_vsr.bundle.statement import statement
 from forensic_vsr.bundle.writer import BundleDir, write_manifest
@@ -37,6 +38,8 @@ def enhance(evidence: Path, target: Path, recipe: Recipe, examiner: Examiner, sh
     evidence = Path(evidence)
     model, decision = decide_recipe(recipe)
     VideoReader(evidence).close()  # an unreadable evidence file leaves no trace on disk
+    if decision.allowed:
+        check_evidence_output_size(evidence, recipe.scale, recipe.maps)
     bundle = BundleDir(Path(target), with_outputs=decision.allowed)
     chain: ChainWriter | None = None
     try:
