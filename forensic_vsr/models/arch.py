@@ -10,6 +10,8 @@ project installs. Until then we detect our own architecture family only."""
 from __future__ import annotations
 
 import math
+import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -61,11 +63,28 @@ def build(architecture: dict[str, Any]) -> nn.Module:
     return ResidualSR(int(p["scale"]), int(p["channels"]), int(p["blocks"]))
 
 
+def _refusal(exc: Exception) -> str:
+    """Why torch refused a file, in its own words, without its advice to load it with
+    `weights_only=False` (arbitrary code execution) or its terminal escape codes."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+    _, found, after = text.partition("WeightsUnpickler error:")
+    reason = after.split(" was not an allowed global")[0].split("Check the documentation")[0] if found else text
+    reason = " ".join(reason.split()) or type(exc).__name__
+    return reason if found else f"{type(exc).__name__}: {reason}"
+
+
 def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            # torch warns about any pickle protocol other than its own before refusing or
+            # reading the file; the refusal (or the tensors) is the answer, the warning is noise
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise UsageError(f"{path}: not a loadable weights file (only tensor state dicts are accepted: {exc})".split("\n")[0]) from None
+        raise UsageError(
+            f"{path}: not a loadable weights file: only tensor state dicts are accepted, and torch's weights-only loader "
+            f"refused it ({_refusal(exc)[:300]})"
+        ) from None
     if isinstance(state, dict) and "params" in state and isinstance(state["params"], dict):
         state = state["params"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
