@@ -28,13 +28,13 @@ sys.path.insert(0, str(ROOT))
 from forensic_vsr.allocator import keep_heap  # noqa: E402
 from forensic_vsr.bundle.frames import stage_params  # noqa: E402
 from forensic_vsr.bundle.master import FFV1_OPTIONS  # noqa: E402
-from forensic_vsr.calibration import interval_scale  # noqa: E402
 from forensic_vsr.media import VideoReader, VideoWriter, frame_from_planes, frame_planes, planes_sha256  # noqa: E402
 from forensic_vsr.models.registry import resolve  # noqa: E402
 from forensic_vsr.ops.operations import stage_for  # noqa: E402
 from forensic_vsr.recipe import Recipe, recipe_facts  # noqa: E402
-from forensic_vsr.uncertainty import ExactMaps, flagged_regions, to_gray16  # noqa: E402
-from forensic_vsr.uncertainty_head import LearnedScale  # noqa: E402
+from forensic_vsr.uncertainty.calibration import interval_scale  # noqa: E402
+from forensic_vsr.uncertainty.exact import ExactMaps, flagged_regions, to_gray16  # noqa: E402
+from forensic_vsr.uncertainty.head import LearnedScale  # noqa: E402
 
 CLIP = ROOT / "data" / "clips" / "bikes.mp4"
 W, H, SCALE = 1280, 544, 2

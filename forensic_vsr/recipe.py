@@ -16,6 +16,7 @@ from forensic_vsr.audit.pdfsign import ReportCertificate
 from forensic_vsr.errors import UsageError
 from forensic_vsr.models.registry import ResolvedModel, resolve
 from forensic_vsr.models.tasks import X1_TASKS, keeps_frame_size, op_name, runs_on_luma, task
+from forensic_vsr.ops.degrade import OPERATOR as CONSISTENCY_OPERATOR
 from forensic_vsr.policy import Decision, RecipeFacts, RuleResult, decide
 
 OP_ALIASES = {"restore": "fidelity-restore"}
@@ -194,8 +195,6 @@ def pre_models(recipe: Recipe) -> list[ResolvedModel]:
 
 def recipe_facts(recipe: Recipe, model: ResolvedModel) -> RecipeFacts:
     """What the policy judges: the recipe and what its model resolved to."""
-    from forensic_vsr.ops.consistency import OPERATOR as CONSISTENCY_OPERATOR  # ops needs cv2; `fvsr verify` must not
-
     card = model.card
     arch_scale = (model.architecture or {}).get("params", {}).get("scale") if model.neural else None
     scales = tuple(card.data["scales"]) if card else ((int(arch_scale),) if arch_scale else None)

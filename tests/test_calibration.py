@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from forensic_vsr.benchmark import classical_luma
-from forensic_vsr.calibration import Sample, ause_normalized, calibrate, evaluate, make_sample, spearman
+from forensic_vsr.uncertainty.calibration import Sample, ause_normalized, calibrate, evaluate, make_sample, spearman
 from tests.conftest import run_fvsr
 
 
@@ -229,8 +229,8 @@ def test_learned_head_in_strips_equals_the_whole_frame():
     import torch
 
     from forensic_vsr.models.registry import registry
-    from forensic_vsr.uncertainty import ExactMaps
-    from forensic_vsr.uncertainty_head import STRIP_ROWS, LearnedScale, features
+    from forensic_vsr.uncertainty.exact import ExactMaps
+    from forensic_vsr.uncertainty.head import STRIP_ROWS, LearnedScale, features
 
     card = registry()["fidelity-sr-x2"]
     head = LearnedScale(card.data["uncertainty"]["x2"]["head"], card.path.parent, 2)

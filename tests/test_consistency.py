@@ -59,7 +59,7 @@ def test_box_operator_is_the_mean_of_each_block():
 
 def test_exact_maps_match_the_definitions_and_flag_regions():
     from forensic_vsr.ops.degrade import downscale
-    from forensic_vsr.uncertainty import ExactMaps, flagged_regions
+    from forensic_vsr.uncertainty.exact import ExactMaps, flagged_regions
 
     rng = np.random.default_rng(3)
     hr = np.clip(rng.normal(128, 40, (48, 64)), 0, 255)
@@ -89,15 +89,15 @@ def test_exact_maps_match_the_definitions_and_flag_regions():
 def test_filter_operator_equals_the_dense_matrices(operator, scale):
     """A, Aᵀ and A† as short filters under symmetric extension are the dense operator, edges
     included, to float32 precision (odd low-resolution sizes too)."""
-    from forensic_vsr.ops.consistency import FilterOperator, _axis
+    from forensic_vsr.ops.consistency import FilterOperator, axis_pinv
 
     rng = np.random.default_rng(scale)
     for lr_h, lr_w in [(41, 43), (57, 90)]:
         h, w = lr_h * scale, lr_w * scale
         assert FilterOperator.fits(h, w, scale, operator)
         f, p = FilterOperator(h, w, scale, operator), Projector(h, w, scale, operator)
-        wy, _ = _axis(h, scale, operator)
-        wx, _ = _axis(w, scale, operator)
+        wy, _ = axis_pinv(h, scale, operator)
+        wx, _ = axis_pinv(w, scale, operator)
         x = rng.uniform(0, 255, (h, w))
         y = rng.uniform(0, 255, (lr_h, lr_w))
         np.testing.assert_allclose(f.degrade(x.astype(np.float32)), p.degrade(x), atol=2e-4)
@@ -109,7 +109,7 @@ def test_filter_operator_equals_the_dense_matrices(operator, scale):
 
 
 def test_exact_maps_use_the_filters_for_large_frames_and_agree_with_dense():
-    from forensic_vsr.uncertainty import ExactMaps
+    from forensic_vsr.uncertainty.exact import ExactMaps
 
     rng = np.random.default_rng(7)
     y = rng.uniform(0, 255, (48, 50)).astype(np.uint8)
@@ -124,7 +124,7 @@ def test_exact_maps_use_the_filters_for_large_frames_and_agree_with_dense():
 
 
 def test_flagged_regions_report_frame_coordinates():
-    from forensic_vsr.uncertainty import flagged_regions
+    from forensic_vsr.uncertainty.exact import flagged_regions
 
     s = np.zeros((60, 80), np.float32)
     s[40:45, 50:60] = 20  # 50 px
@@ -139,7 +139,7 @@ def test_flagged_regions_report_frame_coordinates():
 
 
 def test_map_storage_rounds_half_to_even_and_saturates():
-    from forensic_vsr.uncertainty import MAP_SCALE, to_gray16
+    from forensic_vsr.uncertainty.exact import MAP_SCALE, to_gray16
 
     levels = np.array([[0.0, 0.125, 0.375, 1.0, -3.0, 1e6, 2.5]], np.float32)
     want = np.clip(np.rint(levels.astype(np.float64) * MAP_SCALE), 0, 65535).astype("<u2")

@@ -169,9 +169,9 @@ def test_payload_type_is_the_record_type(carphone_bundle: Path) -> None:
 def test_maps_are_the_exact_layer_of_the_stored_frames(carphone_bundle: Path, carphone: Path, ffmpeg: str) -> None:
     """Decoding maps/*.mkv gives S and R recomputed from the evidence and the master (quarter-level
     storage), their framehash files match ffmpeg's, and the sidecar's statistics follow from S."""
-    from forensic_vsr.calibration import interval_scale
     from forensic_vsr.media import VideoReader, frame_planes
-    from forensic_vsr.uncertainty import MAP_SCALE, ExactMaps, flagged_regions
+    from forensic_vsr.uncertainty.calibration import interval_scale
+    from forensic_vsr.uncertainty.exact import MAP_SCALE, ExactMaps, flagged_regions
 
     step = step_of(carphone_bundle)
     maps = step["maps"]

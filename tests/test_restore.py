@@ -14,7 +14,7 @@ import torch
 
 from forensic_vsr.media import VideoReader, frame_planes
 from forensic_vsr.models.arch import ResidualSR
-from forensic_vsr.uncertainty import MAP_SCALE
+from forensic_vsr.uncertainty.exact import MAP_SCALE
 from tests.helpers import record, run_fvsr
 from tests.helpers import step as step_of
 

@@ -14,7 +14,7 @@ import pytest
 from forensic_vsr.media import VideoReader, VideoWriter, frame_from_planes, frame_planes
 from forensic_vsr.ops.mfsr import register
 from forensic_vsr.ops.temporal import integrate, warp_error
-from forensic_vsr.uncertainty import MAP_SCALE
+from forensic_vsr.uncertainty.exact import MAP_SCALE
 from tests.helpers import run_fvsr
 from tests.helpers import step as step_of
 

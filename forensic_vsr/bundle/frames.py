@@ -31,7 +31,7 @@ from forensic_vsr.media import (
 )
 from forensic_vsr.models.registry import ResolvedModel
 from forensic_vsr.models.tasks import op_name, runs_on_luma, task
-from forensic_vsr.ops.consistency import OPERATOR as CONSISTENCY_OPERATOR
+from forensic_vsr.ops.degrade import OPERATOR as CONSISTENCY_OPERATOR
 from forensic_vsr.ops.label import burn_label
 from forensic_vsr.ops.operations import stage_for
 from forensic_vsr.ops.stages import RECORD_KEYS, Chain, Done, Stage, StageParams

@@ -1,4 +1,4 @@
-"""The maps/ folder of a bundle: the exact layer (S and R, forensic_vsr.uncertainty) of every
+"""The maps/ folder of a bundle: the exact layer (S and R, forensic_vsr.uncertainty.exact) of every
 output frame, the calibrated interval where the model's card carries one, any extra maps a stage
 produces (count, spread), each stored losslessly as FFV1 gray16le with its framehash, and the
 flagged regions of S streamed into maps/flagged.json."""
@@ -21,7 +21,7 @@ from forensic_vsr.models.registry import ResolvedModel
 
 
 class MapsWriter:
-    """The exact layer for every frame (forensic_vsr.uncertainty): S and R of the first plane
+    """The exact layer for every frame (forensic_vsr.uncertainty.exact): S and R of the first plane
     (luma for YUV and gray; the first component otherwise) stored losslessly as FFV1 gray16le
     under maps/, and the flagged regions of S streamed into maps/flagged.json."""
 
@@ -41,7 +41,7 @@ class MapsWriter:
         time_base: Fraction | None = None,
         rate: Fraction | None = None,
     ) -> None:
-        from forensic_vsr.uncertainty import DEFAULT_FLAG_THRESHOLD, MAP_SCALE, ExactMaps
+        from forensic_vsr.uncertainty.exact import DEFAULT_FLAG_THRESHOLD, MAP_SCALE, ExactMaps
 
         self.bundle = bundle
         # the calibrated layer, where the model's card carries a lambda for this scale
@@ -49,7 +49,7 @@ class MapsWriter:
         self.names = self.NAMES + (("interval",) if self.calibration else ()) + extra
         self.head = None
         if self.calibration and "head" in self.calibration and model.card is not None:
-            from forensic_vsr.uncertainty_head import LearnedScale
+            from forensic_vsr.uncertainty.head import LearnedScale
 
             self.head = LearnedScale(self.calibration["head"], model.card.path.parent, scale)
         self.exact = ExactMaps(out_h, out_w, scale)
@@ -87,14 +87,14 @@ class MapsWriter:
         self.worst_frame: int | None = None
 
     def add(self, y: np.ndarray, x_hat: np.ndarray, pts: int, extra: dict[str, np.ndarray] | None = None) -> None:
-        from forensic_vsr.uncertainty import flagged_regions, to_gray16
+        from forensic_vsr.uncertainty.exact import flagged_regions, to_gray16
 
         if y.ndim == 3:
             y, x_hat = y[..., 0], x_hat[..., 0]
         s, r = self.exact.compute(y, x_hat, self.vmax)
         layers = [(s, 1.0), (r, 1.0)]
         if self.calibration:
-            from forensic_vsr.calibration import interval_scale
+            from forensic_vsr.uncertainty.calibration import interval_scale
 
             x8 = x_hat.astype(np.float32) * (255.0 / self.vmax)
             u = interval_scale(x8, s) if self.head is None else self.head(x8, y.astype(np.float32) * (255.0 / self.vmax), s)

@@ -87,7 +87,7 @@ def _train_head(args: argparse.Namespace, card: Any, run: Callable[[Any], Any], 
     from forensic_vsr.media import file_sha256
     from forensic_vsr.training import data as tdata
     from forensic_vsr.training.train import load_config
-    from forensic_vsr.uncertainty_head import NAME, LearnedScale, train_head, training_patches
+    from forensic_vsr.uncertainty.head import NAME, LearnedScale, train_head, training_patches
 
     head_config, head_sha = load_config(Path(args.head_from))
     train_images, _ = tdata.load(head_config["data"], cache, Path(args.head_from).resolve().parent)
@@ -119,11 +119,11 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     """λ for a model and scale from the held-out images of a training config (never a benchmark),
     written into the model card with the files' sha256."""
 
-    from forensic_vsr.calibration import SCALE_FORMULA, calibrate, make_sample
     from forensic_vsr.models.registry import registry
     from forensic_vsr.training import data as tdata
     from forensic_vsr.training.train import DEFAULT_CACHE, load_config
-    from forensic_vsr.uncertainty_head import HEAD_FORMULA
+    from forensic_vsr.uncertainty.calibration import SCALE_FORMULA, calibrate, make_sample
+    from forensic_vsr.uncertainty.head import HEAD_FORMULA
 
     config, config_sha = load_config(Path(args.config))
     cache = Path(args.cache) if args.cache else DEFAULT_CACHE
@@ -222,8 +222,8 @@ def cmd_bench_restore(args: argparse.Namespace) -> int:
 
 def cmd_bench_uncertainty(args: argparse.Namespace) -> int:
     from forensic_vsr.benchmark import load_images, rgb_to_y
-    from forensic_vsr.calibration import evaluate, make_sample
     from forensic_vsr.models.registry import registry
+    from forensic_vsr.uncertainty.calibration import evaluate, make_sample
 
     extra = models_dirs(args)
     card = registry(extra).get(args.model)
@@ -236,7 +236,7 @@ def cmd_bench_uncertainty(args: argparse.Namespace) -> int:
     images = load_images(Path(args.images))
     scale_fn = None
     if "head" in cal:
-        from forensic_vsr.uncertainty_head import LearnedScale
+        from forensic_vsr.uncertainty.head import LearnedScale
 
         scale_fn = LearnedScale(cal["head"], card.path.parent, args.scale)
     samples = [make_sample(rgb_to_y(img), args.scale, run, scale_fn) for _name, img in images]

@@ -18,10 +18,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from forensic_vsr.ops.degrade import weights
-
-OPERATOR = "bicubic-antialiased"
-OPERATORS = ("bicubic-antialiased", "box")
+from forensic_vsr.ops.degrade import OPERATOR, OPERATORS, weights
 
 
 def axis_matrix(hr_len: int, scale: int, operator: str = OPERATOR) -> np.ndarray:
@@ -39,7 +36,7 @@ def axis_matrix(hr_len: int, scale: int, operator: str = OPERATOR) -> np.ndarray
 
 
 @functools.lru_cache(maxsize=16)
-def _axis(hr_len: int, scale: int, operator: str = OPERATOR) -> tuple[np.ndarray, np.ndarray]:
+def axis_pinv(hr_len: int, scale: int, operator: str = OPERATOR) -> tuple[np.ndarray, np.ndarray]:
     """W and its Moore-Penrose pseudo-inverse Wᵀ(WWᵀ)⁻¹ (W has full row rank: WWᵀ is SPD)."""
     w = axis_matrix(hr_len, scale, operator)
     return w, w.T @ np.linalg.inv(w @ w.T)
@@ -53,8 +50,8 @@ class Projector:
     operator: str = OPERATOR
 
     def _mats(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        wy, py = _axis(self.height, self.scale, self.operator)
-        wx, px = _axis(self.width, self.scale, self.operator)
+        wy, py = axis_pinv(self.height, self.scale, self.operator)
+        wx, px = axis_pinv(self.width, self.scale, self.operator)
         return wy, py, wx, px
 
     def degrade(self, x: np.ndarray) -> np.ndarray:
@@ -138,7 +135,7 @@ def axis_filters(scale: int, operator: str = OPERATOR) -> AxisFilters:
 @dataclass
 class FilterOperator:
     """A, Aᵀ and (AAᵀ)⁻¹ of the separable operator on (H, W) or (H, W, C) float32 planes, in
-    O(taps) per sample instead of a dense product per row (the dense matrices of `_axis`
+    O(taps) per sample instead of a dense product per row (the dense matrices of `axis_pinv`
     cost ~1.5 G multiply-adds per 1280x544 frame; these filters ~0.05 G). Valid when every
     low-resolution side is at least the length of the inverse filter (`fits`)."""
 

@@ -12,6 +12,9 @@ import math
 
 import numpy as np
 
+OPERATOR = "bicubic-antialiased"  # the operator A of our fidelity models' cards and of the projection
+OPERATORS = ("bicubic-antialiased", "box")  # the operators the projection (ops.consistency) implements
+
 
 def _cubic(x: np.ndarray) -> np.ndarray:
     ax = np.abs(x)

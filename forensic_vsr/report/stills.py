@@ -19,7 +19,7 @@ def make_stills(
     import numpy as np
 
     from forensic_vsr.media import VideoReader, frame_planes, planes_sha256
-    from forensic_vsr.uncertainty import MAP_SCALE
+    from forensic_vsr.uncertainty.exact import MAP_SCALE
 
     map_scale = map_scale or MAP_SCALE
     wanted = sorted(set(frames.values()))

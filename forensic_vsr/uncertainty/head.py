@@ -6,7 +6,7 @@ of a Laplace distribution of the error, trained by minimising the Laplace negati
 log-likelihood |x - x̂| / b + log b on photographs from the model's *training* sources (never the
 calibration photographs, never a benchmark). The model itself is frozen: the head cannot change
 the output, only the width of its intervals. Calibration then scales b by λ exactly as it does
-the fixed formula (forensic_vsr.calibration), so the guarantee is the same; a better scale only
+the fixed formula (forensic_vsr.uncertainty.calibration), so the guarantee is the same; a better scale only
 makes intervals narrower where the output is reliable and wider where it is not.
 
 The head's weights are a tensor state dict whose sha256 the card records; they are checked
@@ -28,7 +28,7 @@ from forensic_vsr.errors import UsageError
 from forensic_vsr.models.arch import load_pinned
 from forensic_vsr.ops.degrade import downscale
 from forensic_vsr.ops.resample import upscale_plane
-from forensic_vsr.uncertainty import ExactMaps
+from forensic_vsr.uncertainty.exact import ExactMaps
 
 NAME = "fvsr-laplace-scale-head"
 FLOOR = 0.25  # smallest scale, in 8-bit levels

@@ -23,7 +23,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from forensic_vsr.ops.consistency import OPERATOR, FilterOperator, _axis
+from forensic_vsr.ops.consistency import OPERATOR, FilterOperator, axis_pinv
 
 DEFAULT_FLAG_THRESHOLD = 8.0
 # stored sample = round(value_in_8bit_levels * 4), gray16: quarter-level steps up to 16383.75 levels.
@@ -49,8 +49,8 @@ class ExactMaps:
         fits = FilterOperator.fits(self.height, self.width, self.scale, self.operator)
         self._filters = FilterOperator(self.height, self.width, self.scale, self.operator) if fits else None
         if self._filters is None:
-            wy, py = _axis(self.height, self.scale, self.operator)
-            wx, px = _axis(self.width, self.scale, self.operator)
+            wy, py = axis_pinv(self.height, self.scale, self.operator)
+            wx, px = axis_pinv(self.width, self.scale, self.operator)
             self._wy, self._py = wy.astype(np.float32), py.astype(np.float32)
             self._wxt, self._pxt = np.ascontiguousarray(wx.T, np.float32), np.ascontiguousarray(px.T, np.float32)
 

@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 
 from forensic_vsr.ops.degrade import downscale
-from forensic_vsr.uncertainty import ExactMaps
+from forensic_vsr.uncertainty.exact import ExactMaps
 
 SCALE_FORMULA = "u = 1 + S + |grad x_hat| / 2 (8-bit levels; Sobel gradient)"
 LAMBDA_GRID = np.concatenate([np.arange(0.05, 4.0, 0.01), np.arange(4.0, 40.0, 0.1)])
