@@ -22,8 +22,10 @@ clean-demo:
 test: setup
 	$(PY) -m pytest -q
 
-lint:
+lint: setup
 	$(VENV)/bin/ruff check forensic_vsr tests bench scripts
+	$(VENV)/bin/ruff format --check forensic_vsr
+	$(VENV)/bin/mypy
 
 bench: setup
 	$(PY) bench/bench_enhance.py

@@ -64,7 +64,8 @@ class RecipeFacts:
         if set(data) - names:
             raise ValueError(f"unknown recipe facts: {', '.join(sorted(set(data) - names))}")
         tuples = ("operations", "card_scales", "card_precisions")
-        return cls(**{k: tuple(v) if k in tuples and v is not None else v for k, v in data.items()})
+        values: dict[str, Any] = {k: tuple(v) if k in tuples and v is not None else v for k, v in data.items()}
+        return cls(**values)
 
 
 @dataclass(frozen=True)
