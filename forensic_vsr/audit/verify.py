@@ -41,8 +41,10 @@ from forensic_vsr.audit.safe_read import (
     open_user_file,
     read_recorded,
 )
+from forensic_vsr.errors import IntegrityError
 from forensic_vsr.integrity import merkle
-from forensic_vsr.integrity.framehash import FrameHash, parse, video_framehashes
+from forensic_vsr.integrity.framehash import FrameHash, parse
+from forensic_vsr.media import BITEXACT_DECODE, DecoderSettings, video_framehashes
 
 __all__ = ["ChainView", "Check", "ExtraCheck", "bundle_checks", "read_chain", "read_framehash", "verify_bundle"]
 
@@ -334,8 +336,8 @@ def _map(run: _Run, step: dict[str, Any], check: str, entry: dict[str, Any]) -> 
     return _compare_lines(check, f"{video} decoded now", _decode_lines(run.bundle / video), framehash, recorded)
 
 
-def _decode_lines(path: Path) -> list[FrameHash]:
-    _head, lines, reader = video_framehashes(path)
+def _decode_lines(path: Path, decoder: DecoderSettings = BITEXACT_DECODE) -> list[FrameHash]:
+    _head, lines, reader = video_framehashes(path, decoder)
     with reader:
         return [fh for fh, _ in lines]
 
@@ -378,7 +380,20 @@ def _evidence(run: _Run, evidence: Path) -> Iterator[Check]:
     except UnsafeFile as exc:
         yield _fail("evidence.frames", str(exc))
         return
-    yield _compare_lines("evidence.frames", f"{evidence.name} decoded now", _decode_lines(evidence), "input.framehash", recorded)
+    # decoded as the ingest did: the recorded decoder options (format 1 recorded none: a plain decode)
+    try:
+        decoder = DecoderSettings.from_record(ingest.get("decoder"))
+    except IntegrityError as exc:
+        yield _fail("evidence.frames", f"the recorded decoder settings cannot be reproduced: {exc}")
+        return
+    lines = _decode_lines(evidence, decoder)
+    yield _compare_lines(
+        "evidence.frames",
+        f"{evidence.name} decoded now ({' '.join(f'-{k} {v}' for k, v in decoder.options().items()) or 'plain decode'})",
+        lines,
+        "input.framehash",
+        recorded,
+    )
 
 
 def _extra(run: _Run, extra: ExtraCheck) -> Iterator[Check]:

@@ -21,7 +21,6 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any
 
 from forensic_vsr.timebase import rescale
 
@@ -128,12 +127,3 @@ def parse(lines: Iterable[str]) -> Iterator[FrameHash]:
             continue
         yield FrameHash.parse(line)
 
-
-def __getattr__(name: str) -> Any:
-    """Transitional: `video_framehashes` moved to `forensic_vsr.media` (this layer does no I/O).
-    Resolved lazily for callers that still import it from here; remove once none do."""
-    if name == "video_framehashes":
-        from forensic_vsr.media.framehash_io import video_framehashes
-
-        return video_framehashes
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
