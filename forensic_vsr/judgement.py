@@ -95,8 +95,9 @@ def judge(view: ChainView, auditor: Auditor) -> Iterator[Check]:
     policy, path = known
     if not problems:
         yield from rejudged(decision, step, ingest, models, path)
-    if view.first("output.write") is not None and step is not None:
-        yield from requirements(policy, decision, step, view.first("report.generate"), view.first("output.write"), models)
+    written = view.first("output.write")
+    if written is not None and step is not None:
+        yield from requirements(policy, decision, step, view.first("report.generate"), written, auditor.cards)
 
 
 def _recorded_policy(decision: dict[str, Any], known: tuple[Policy, Path] | None) -> Check:
@@ -211,7 +212,13 @@ def _dependencies(step: dict[str, Any] | None, models: dict[str, ResolvedModel],
                 )
             continue
         ran = models.get(model_id)
-        want = card.weights_sha256 if card is not None else ran.weights_sha256 if ran is not None else None
+        if card is not None:
+            want = card.weights_sha256
+        elif ran is not None:
+            want = ran.weights_sha256  # unvetted: the weights the decision names
+        else:
+            problems.append(f"step.run depends on weights {model_id}: no card for them here; supply its directory with --models-dir DIR")
+            continue
         if want is None or (digest != want and not refused):
             problems.append(
                 f"step.run depends on weights {model_id} sha256 {str(digest)[:16]}…, the auditor's card names {str(want)[:16]}…"
@@ -284,15 +291,15 @@ def requirements(
     step: dict[str, Any],
     report: dict[str, Any] | None,
     written: dict[str, Any],
-    models: list[ResolvedModel],
+    cards: dict[str, ModelCard],
 ) -> Iterator[Check]:
     """What the policy requires of a run with outputs, in the signed records: maps, report,
     data-consistency residuals within bound, the output label."""
-    rules, ran, name = policy.rules, StepRecord.from_json(step_annotations(step)), "policy.requirements"
+    rules, summary, name = policy.rules, StepRecord.from_json(step_annotations(step)), "policy.requirements"
     files = {f["name"] for f in written["files"]}
     problems = []
     if rules["uncertainty_maps_required"]:
-        maps = ran.maps
+        maps = summary.maps
         named = [] if not maps else [n for e in maps["files"].values() for n in (e["video"], e["framehash"])] + [maps["flagged"]["file"]]
         missing = [n for n in named if n not in files]
         if not maps or missing:
@@ -303,17 +310,18 @@ def requirements(
     if rules["report_required"] and report is None:
         problems.append(f"policy {policy.data['id']} requires the report; there is no report.generate record")
     dc = rules["data_consistency"]
-    main_class = models[-1].model_class if models else decision["model"].get("class")
+    ran = external_parameters(step)["operations"][-1]["model"]  # what ran, whatever the decision says
+    main_class = cards[ran].model_class if ran in cards else decision["model"].get("class")
     if dc["required"] and main_class != "classical":
-        record = ran.data_consistency
+        record = summary.data_consistency
         worst = None if not record else max([record["rms_residual_max"], *record.get("rms_residual_per_frame", [])])
         if worst is None:
             problems.append(f"policy {policy.data['id']} requires data consistency for a {main_class} model; step.run records no residuals")
         elif worst > dc["max_rms_residual"]:
             problems.append(f"data-consistency RMS residual {worst} exceeds the policy's {dc['max_rms_residual']}")
     label = rules["output_label"]
-    if label and ran.label != label:
-        problems.append(f"policy {policy.data['id']} labels outputs {label!r}; step.run records label {ran.label!r}")
+    if label and summary.label != label:
+        problems.append(f"policy {policy.data['id']} labels outputs {label!r}; step.run records label {summary.label!r}")
     yield from (
         (_fail(name, p) for p in problems)
         if problems

@@ -190,12 +190,14 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from forensic_vsr.audit.checks import Check, guarded
     from forensic_vsr.audit.keys import load_public_key
     from forensic_vsr.audit.verify import read_chain, verify_bundle
+    from forensic_vsr.judgement import judgement_checks
     from forensic_vsr.report.checks import report_checks
 
     key = load_public_key(Path(args.pubkey))
     evidence = Path(args.evidence) if args.evidence else None
     if args.reproduce and evidence is None:
         raise UsageError("--reproduce needs --evidence FILE (the recipe is re-run on it)")
+    judgement = judgement_checks([Path(p) for p in args.policy], [Path(d) for d in args.models_dir])
     checks: list[Check] = []
 
     def show(found: Iterable[Check]) -> None:
@@ -203,7 +205,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             print(check.line(), flush=True)
             checks.append(check)
 
-    show(verify_bundle(Path(args.bundle), key, evidence, extra_checks=[report_checks]))
+    show(verify_bundle(Path(args.bundle), key, evidence, extra_checks=[report_checks, judgement]))
     if args.reproduce and all(c.ok for c in checks):
         from forensic_vsr.reproduce import reproduce
 
@@ -315,6 +317,20 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     p.add_argument("--pubkey", required=True, help="examiner public key (PEM) obtained independently of the bundle")
     p.add_argument("--evidence", help="the evidence file: check its sha256 and frame hashes")
     p.add_argument("--reproduce", action="store_true", help="re-run the recorded recipe and compare output frames")
+    p.add_argument(
+        "--policy",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a policy file the run may have used (repeatable); the shipped policies are always known",
+    )
+    p.add_argument(
+        "--models-dir",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a directory of model cards the run may have used (repeatable); the shipped cards are always known",
+    )
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("prove", help="write a self-contained inclusion proof for one output frame")
