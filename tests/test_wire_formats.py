@@ -425,3 +425,28 @@ def test_prove_and_verify_proof_check_the_note(made: Path, keypair: tuple[Path, 
         assert bad.returncode != 0 and "FAIL" in bad.stdout, bad.stdout
     with pytest.raises(InvalidSignature):
         _spec_open(wrong_origin["checkpoint"].replace("tool other", "tool forensic-vsr"), signer.public_key)
+
+
+def test_golden_format2_reads_with_the_independent_checkers(tmp_path: Path) -> None:
+    """The shipped format-2 golden bundle, not only today's output: its note passes the
+    from-the-spec reader and its attestation securesystemslib, under the archived public key."""
+    import tarfile
+
+    from securesystemslib.dsse import Envelope
+    from securesystemslib.signer import Signature, SSlibKey
+
+    with tarfile.open(Path(__file__).parent / "golden" / "format2.tar.gz") as tar:
+        tar.extractall(tmp_path, filter="data")
+    public = load_public_key(tmp_path / "examiner.key.pub")
+    for name in ("format2-lanczos-x2", "format2-refused"):
+        manifest = json.loads((tmp_path / name / "manifest.json").read_text())
+        _text, lines, key_name = _spec_open(manifest["checkpoint"], public)
+        chain = _lines(tmp_path / name)
+        assert key_name == lines[0] == "forensic-vsr.invalid/chain/" + hashlib.sha256(chain[0]).hexdigest()
+        assert base64.b64decode(lines[2]) == _rfc9162_root([hashlib.sha256(line).digest() for line in chain])
+        assert lines[3] == f"format {manifest['format']}" == "format forensic-vsr-bundle/2"
+    envelope = Envelope.from_dict(_attestation(tmp_path / "format2-lanczos-x2"))
+    key = SSlibKey.from_crypto(public)
+    (sig,) = envelope.signatures.values()
+    envelope.signatures = {key.keyid: Signature(key.keyid, sig.signature)}
+    assert envelope.payload_type == INTOTO and envelope.verify([key], 1) == {key.keyid: key}
