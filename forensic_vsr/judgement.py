@@ -19,7 +19,6 @@ is imported."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,8 +31,8 @@ from forensic_vsr.audit.records import external_parameters, step_annotations
 from forensic_vsr.audit.step_record import StepRecord
 from forensic_vsr.audit.verify import ExtraCheck
 from forensic_vsr.models.registry import ModelCard, ResolvedModel, registry
-from forensic_vsr.policy import MODES, Decision, Policy, RuleResult, builtin_policy, decide, policy_file
-from forensic_vsr.recipe import Recipe, recipe_facts
+from forensic_vsr.policy import MODES, Policy, builtin_policy, policy_file
+from forensic_vsr.recipe import Recipe, judge_recipe
 from forensic_vsr.resources import POLICIES
 
 __all__ = ["Auditor", "judge", "judgement_checks"]
@@ -235,19 +234,6 @@ def _same_recipe(decided: dict[str, Any], ran: dict[str, Any], frames_decoded: i
     return sorted(k for k in set(decided) | set(ran) if decided.get(k) != ran.get(k))
 
 
-def _redecide(recipe: Recipe, models: list[ResolvedModel], path: Path) -> Decision:
-    """The decision `recipe.decide_recipe` makes, from already resolved models: under the
-    mode's built-in policy when the recipe names no policy file, else under `path`, the
-    auditor's copy of the recorded policy."""
-    policy_path = None if recipe.policy is None else path
-    decision = decide(recipe_facts(recipe, models[-1]), policy_path, recipe.override_policy)
-    extra: list[RuleResult] = []
-    for m in models[:-1]:
-        sub = decide(recipe_facts(dataclasses.replace(recipe, scale=1, pre_ops=()), m), policy_path, recipe.override_policy)
-        extra += [RuleResult(f"{m.id}.{r.rule}", r.outcome, r.reason) for r in sub.results if r.rule != "policy_strength"]
-    return dataclasses.replace(decision, results=tuple(extra) + decision.results) if extra else decision
-
-
 def rejudged(
     decision: dict[str, Any], step: dict[str, Any] | None, ingest: dict[str, Any] | None, models: list[ResolvedModel], path: Path
 ) -> Iterator[Check]:
@@ -259,7 +245,9 @@ def rejudged(
         if differ:
             yield _fail(name, f"step.run ran another recipe than the one the policy judged: they differ in {', '.join(differ)}")
             return
-    again = _redecide(Recipe.from_json(decision["recipe"]), models, path)
+    recipe = Recipe.from_json(decision["recipe"])
+    # under the mode's built-in policy when the recipe names no policy file, else the auditor's copy
+    again = judge_recipe(recipe, models[-1], models[:-1], None if recipe.policy is None else path)
     if again.policy.sha256 != decision["policy"]["sha256"]:
         yield _fail(
             name,

@@ -3,7 +3,8 @@ exactly these, and the verifier (forensic_vsr.audit.verify) reads exactly these.
 
     BUNDLE/manifest.json, chain.jsonl, input.framehash, output.framehash,
            output/master.mkv, output/preview.mp4, maps/NAME.mkv + maps/NAME.framehash,
-           maps/flagged.json, stills/*.png, report.pdf
+           maps/flagged.json, stills/*.png, report.pdf,
+           attestations/step.run.intoto.jsonl (format 2: the in-toto attestation of step.run)
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ MAPS_DIR = "maps"
 FLAGGED = "maps/flagged.json"
 STILLS_DIR = "stills"
 REPORT = "report.pdf"
+ATTESTATIONS_DIR = "attestations"
 
 
 def map_video(name: str) -> str:
@@ -27,6 +29,11 @@ def map_video(name: str) -> str:
 
 def map_framehash(name: str) -> str:
     return f"{MAPS_DIR}/{name}.framehash"
+
+
+def attestation(record_type: str) -> str:
+    """The sidecar holding the standard in-toto DSSE envelope of a record (format 2: step.run)."""
+    return f"{ATTESTATIONS_DIR}/{record_type}.intoto.jsonl"
 
 
 def partial_dir_name(bundle_name: str, pid: int) -> str:

@@ -7,7 +7,9 @@ policy without touching any evidence frame."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,16 @@ FRAMES_HELP = (
     "A:B selects decoded frames A to B-1 of the evidence, counted from 0 in decode order "
     "(`fvsr hash` prints them in that order); either side may be left out (0:, :100)"
 )
+STILL_HELP = (
+    "N is an output frame, counted from 0 at the first frame --frames selects (so --frames 40:50 --still 0 is "
+    "evidence frame 40); a field-splitting deinterlace makes two output frames per input frame"
+)
+SCALE_HELP = (
+    "integer scale factor, 1 to 8; default: the main model's (1 for an operation that keeps the frame size, "
+    "such as deblur or fidelity-restore; the card's scale where it has one, e.g. 4 for fidelity-sr-x4; "
+    "2 for lanczos and bicubic, which do 2, 3 and 4)"
+)
+DEFAULT_SCALE = 2  # for a model that does several scales (lanczos, bicubic) or whose scale is not known
 
 
 @dataclass(frozen=True)
@@ -33,7 +45,7 @@ class Recipe:
 
     mode: str
     model: str | None
-    scale: int
+    scale: int  # resolved: `recipe_scale` turns an omitted --scale into the model's
     frames: tuple[int, int] | None = None  # half-open; end -1: to the last frame
     device: str = "cpu"
     accept_decode_errors: bool = False
@@ -51,6 +63,7 @@ class Recipe:
     roi: tuple[int, int, int, int] | None = None  # deblur: x, y, width, height of the region to restore
     deinterlace: str = "fields"  # deinterlace: "fields" (each field a frame, 2x rate) or "blend" (motion-adaptive)
     pre_ops: tuple[str, ...] = ()  # model ids of x1 operations run, in order, before `model` (--ops)
+    rate: Fraction | None = None  # --rate: frames per second of evidence that carries no timestamps
 
     def to_json(self, model: ResolvedModel | None = None) -> dict[str, Any]:
         """The recipe as recorded: `operations` lists every step in the order it runs. Keys
@@ -85,6 +98,8 @@ class Recipe:
             out["override_policy"] = self.override_policy
         if self.models_dirs:
             out["models_dirs"] = [str(d) for d in self.models_dirs]
+        if self.rate is not None:
+            out["rate"] = str(self.rate)
         return out
 
     @classmethod
@@ -118,6 +133,7 @@ class Recipe:
             psf=params.get("psf"),
             roi=(int(roi[0]), int(roi[1]), int(roi[2]), int(roi[3])) if roi else None,
             deinterlace=params.get("deinterlace", "fields"),
+            rate=parse_rate(params.get("rate")),
         )
 
 
@@ -150,6 +166,18 @@ def parse_frames(text: str | None) -> tuple[int, int] | None:
     return a, (-1 if b is None else b)
 
 
+def bounded_frames(frames: tuple[int, int], n_frames: int) -> tuple[int, int]:
+    """--frames resolved against the evidence's `n_frames` decoded frames (an open end made
+    explicit); a range outside them is a UsageError."""
+    a, b = frames
+    end = n_frames if b == -1 else b
+    if a >= n_frames or end > n_frames:
+        raise UsageError(
+            f"--frames {a}:{'' if b == -1 else b} is outside the evidence's {n_frames} decoded frames (0:{n_frames}). {FRAMES_HELP}"
+        )
+    return a, end
+
+
 def parse_roi(text: str | None) -> tuple[int, int, int, int] | None:
     if text is None:
         return None
@@ -158,6 +186,19 @@ def parse_roi(text: str | None) -> tuple[int, int, int, int] | None:
     except ValueError:
         raise UsageError(f"--roi {text}: expected X,Y,W,H in pixels") from None
     return x, y, w, h
+
+
+def parse_rate(text: str | None) -> Fraction | None:
+    """--rate 25, 30000/1001 or 29.97: a positive frame rate (up to 1000 frames per second)."""
+    if text is None:
+        return None
+    try:
+        rate = Fraction(str(text).strip())
+    except (ValueError, ZeroDivisionError):
+        rate = Fraction(0)
+    if not 0 < rate <= 1000:
+        raise UsageError(f"--rate {text}: expected frames per second, e.g. 25, 30000/1001 or 29.97")
+    return rate
 
 
 def parse_ops(text: str | None, main_model: str | None) -> tuple[tuple[str, ...], str | None]:
@@ -177,6 +218,41 @@ def parse_ops(text: str | None, main_model: str | None) -> tuple[tuple[str, ...]
     return tuple(ids[:-1]), (main_model if last == "sr" else ids[-1])
 
 
+def recipe_from_options(options: Mapping[str, Any], frames: tuple[int, int] | None = None) -> Recipe:
+    """The recipe of `fvsr enhance`'s options, keyed by their argparse names (`mode`, `model`,
+    `ops`, `weights`, `scale`, `no_maps`, `still`, `models_dir`, ...): the one reading of them,
+    for the command line and for the jobs of `fvsr batch`. An option left out takes the CLI's
+    default; `frames` is parsed by the caller (`parse_frames`), since `policy explain` has none."""
+    get = options.get
+    pre_ops, main = parse_ops(get("ops"), get("model"))
+    weights, policy = get("weights"), get("policy")
+    model = main if (main or weights) else "lanczos"
+    models_dirs = tuple(Path(d) for d in get("models_dir") or ())
+    return Recipe(
+        mode=get("mode") or "evidential",
+        model=model,
+        pre_ops=pre_ops,
+        scale=recipe_scale(model, Path(weights) if weights else None, models_dirs, get("scale")),
+        frames=frames,
+        device=get("device") or "cpu",
+        accept_decode_errors=bool(get("accept_decode_errors")),
+        weights=Path(weights) if weights else None,
+        precision=get("precision") or "fp32",
+        policy=Path(policy) if policy else None,
+        override_policy=get("override_policy"),
+        models_dirs=models_dirs,
+        maps=not get("no_maps"),
+        stills=tuple(get("still") or ()),
+        report=not get("no_report"),
+        tile=get("tile"),
+        batch=get("batch"),
+        psf=get("psf"),
+        roi=parse_roi(get("roi")),
+        deinterlace=get("deinterlace") or "fields",
+        rate=parse_rate(get("rate")),
+    )
+
+
 def pre_models(recipe: Recipe) -> list[ResolvedModel]:
     """The x1 operations that run before the main model, resolved (every one must be x1, and a
     deinterlacer, which changes the frame count, must come first)."""
@@ -193,11 +269,45 @@ def pre_models(recipe: Recipe) -> list[ResolvedModel]:
     return out
 
 
+def model_scales(model: ResolvedModel) -> tuple[int, ...] | None:
+    """The scales the model does: its card's, else its architecture's; None: not known."""
+    if model.card is not None:
+        return tuple(int(s) for s in model.card.data["scales"])
+    arch_scale = (model.architecture or {}).get("params", {}).get("scale") if model.neural else None
+    return (int(arch_scale),) if arch_scale else None
+
+
+def scale_for(model: ResolvedModel, requested: int | None) -> int:
+    """The one scale rule. Unless given, the scale follows the main model: 1 for an operation
+    that keeps the frame size, the card's scale where it has one, else DEFAULT_SCALE. A given
+    scale the model cannot do is a usage error (before any bundle is written), not a policy
+    refusal."""
+    if requested is not None and not 1 <= requested <= 8:
+        raise UsageError(f"--scale {requested}: must be an integer from 1 to 8")
+    scales = model_scales(model)
+    if keeps_frame_size(model):
+        if requested not in (None, 1):
+            raise UsageError(f"--scale {requested}: {model.id} works at --scale 1 (it does not change the frame size); leave --scale out")
+        return 1
+    if requested is None:
+        return scales[0] if scales and len(scales) == 1 else DEFAULT_SCALE
+    can = f"x{', x'.join(map(str, scales))}" if scales else "x2 to x8"
+    if requested == 1:
+        raise UsageError(f"--scale 1: {model.id} is not a restoration model; it upscales {can}")
+    if scales is not None and requested not in scales:
+        raise UsageError(f"--scale {requested}: {model.id} does {can} only; leave --scale out for x{scale_for(model, None)}")
+    return requested
+
+
+def recipe_scale(model_id: str | None, weights: Path | None, models_dirs: tuple[Path, ...], requested: int | None) -> int:
+    """`scale_for` the model a recipe names (resolved as `decide_recipe` resolves it)."""
+    return scale_for(resolve(model_id, weights, list(models_dirs)), requested)
+
+
 def recipe_facts(recipe: Recipe, model: ResolvedModel) -> RecipeFacts:
     """What the policy judges: the recipe and what its model resolved to."""
     card = model.card
-    arch_scale = (model.architecture or {}).get("params", {}).get("scale") if model.neural else None
-    scales = tuple(card.data["scales"]) if card else ((int(arch_scale),) if arch_scale else None)
+    scales = model_scales(model)
     return RecipeFacts(
         mode=recipe.mode,
         operations=(task(model),) if task(model) in X1_TASKS else ("upscale",),
@@ -233,15 +343,10 @@ def _check_precision(recipe: Recipe, models: list[ResolvedModel]) -> None:
 
 
 def decide_recipe(recipe: Recipe) -> tuple[ResolvedModel, Decision]:
-    """Resolve the model and judge the recipe, touching no evidence frame."""
-    if not 1 <= recipe.scale <= 8:
-        raise UsageError(f"--scale {recipe.scale}: must be an integer from 1 to 8")
+    """Resolve the model and judge the recipe, touching no evidence frame. `recipe.scale` is
+    resolved already (`recipe_scale`); one the model cannot do is a UsageError."""
     model = resolve(recipe.model, recipe.weights, list(recipe.models_dirs))
-    x1 = keeps_frame_size(model)
-    if recipe.scale == 1 and not x1:
-        raise UsageError(f"--scale 1: {model.id} is not a restoration model; upscaling needs --scale 2 to 8")
-    if x1 and recipe.scale != 1:
-        raise UsageError(f"--scale {recipe.scale}: {model.id} works at --scale 1 (it does not change the frame size)")
+    scale_for(model, recipe.scale)  # the recorded scale obeys the rule the CLI's default follows
     pres = pre_models(recipe)
     _check_precision(recipe, [*pres, model])
     deblurs = task(model) == "deblur" or any(task(m) == "deblur" for m in pres)
@@ -251,13 +356,18 @@ def decide_recipe(recipe: Recipe) -> tuple[ResolvedModel, Decision]:
         from forensic_vsr.ops.deblur import parse_psf
 
         parse_psf(recipe.psf)  # a bad PSF fails here, before any file is written
-    decision = decide(recipe_facts(recipe, model), recipe.policy, recipe.override_policy)
     if any(task(m) == "deinterlace" for m in pres) and task(model) == "deinterlace":
         raise UsageError("--ops: deinterlace can run once")
+    return model, judge_recipe(recipe, model, pres, recipe.policy)
+
+
+def judge_recipe(recipe: Recipe, model: ResolvedModel, pres: list[ResolvedModel], policy: Path | None) -> Decision:
+    """The policy's decision on resolved models: the main model's rules, preceded by every
+    pre-operation's rules (named `MODEL.rule`). Pure; `fvsr verify` calls it again with the
+    auditor's cards and policy file to re-judge a recorded recipe."""
+    decision = decide(recipe_facts(recipe, model), policy, recipe.override_policy)
     extra: list[RuleResult] = []
     for m in pres:
-        sub = decide(recipe_facts(dataclasses.replace(recipe, scale=1, pre_ops=()), m), recipe.policy, recipe.override_policy)
+        sub = decide(recipe_facts(dataclasses.replace(recipe, scale=1, pre_ops=()), m), policy, recipe.override_policy)
         extra += [RuleResult(f"{m.id}.{r.rule}", r.outcome, r.reason) for r in sub.results if r.rule != "policy_strength"]
-    if extra:
-        decision = dataclasses.replace(decision, results=tuple(extra) + decision.results)
-    return model, decision
+    return dataclasses.replace(decision, results=tuple(extra) + decision.results) if extra else decision

@@ -7,6 +7,7 @@ the largest difference reported, so an auditor sees exactly how far apart they a
 
 from __future__ import annotations
 
+import dataclasses
 import platform
 import tempfile
 from pathlib import Path
@@ -21,6 +22,7 @@ from forensic_vsr.audit.verify import ChainView, Check
 from forensic_vsr.errors import FvsrError
 from forensic_vsr.media import VideoReader, frame_planes
 from forensic_vsr.pipeline import enhance
+from forensic_vsr.policy import policy_file
 from forensic_vsr.recipe import Examiner, Recipe
 
 
@@ -48,14 +50,28 @@ def _frame_lines(path: Path) -> list[str]:
     return [ln for ln in path.read_text().splitlines() if not ln.startswith("#")]
 
 
-def reproduce(bundle: Path, view: ChainView, evidence: Path) -> list[Check]:
+def auditor_recipe(recipe: Recipe, policy_sha256: str | None, policy_files: list[Path], models_dirs: list[Path]) -> Recipe:
+    """The recorded recipe with the examiner's paths replaced by the auditor's copies: the policy
+    file with the sha256 the decision records, and the auditor's card directories. Paths on the
+    examiner's machine mean nothing here."""
+    if recipe.policy is not None:
+        mine = next((p for p in policy_files if policy_file(p).sha256 == policy_sha256), None)
+        recipe = dataclasses.replace(recipe, policy=mine or recipe.policy)
+    return dataclasses.replace(recipe, models_dirs=tuple(models_dirs)) if models_dirs else recipe
+
+
+def reproduce(bundle: Path, view: ChainView, evidence: Path, policy_files: list[Path] = [], models_dirs: list[Path] = []) -> list[Check]:  # noqa: B006
+    """Run the recorded recipe again on `evidence` (with the auditor's policy files and cards) and
+    compare the output frames with the bundle's."""
     step = view.first("step.run")
     if step is None:
         return [Check.failed("reproduce", "no step.run record to reproduce")]
     recorded = internal_parameters(step)
     same_platform = recorded.get("platform") == platform.platform() and recorded.get("cpu", {}).get("machine") == platform.machine()
     signer = Signer(Ed25519PrivateKey.generate(), "reproduce")
-    recipe = Recipe.from_json(external_parameters(step))
+    decision = view.first("policy.decision") or {}
+    policy_sha256 = decision.get("policy", {}).get("sha256")
+    recipe = auditor_recipe(Recipe.from_json(external_parameters(step)), policy_sha256, policy_files, models_dirs)
     with tempfile.TemporaryDirectory(prefix="fvsr-reproduce-") as tmp:
         out = Path(tmp) / "bundle"
         try:

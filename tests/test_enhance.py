@@ -23,7 +23,8 @@ from tests.helpers import step as step_of
 def test_bundle_layout_and_records(carphone_bundle: Path) -> None:
     names = sorted(str(p.relative_to(carphone_bundle)) for p in carphone_bundle.rglob("*") if p.is_file())
     maps = [f"maps/{n}.{e}" for n in ("contradiction", "interval", "synthesized") for e in ("framehash", "mkv")]
-    fixed = ["chain.jsonl", "input.framehash", "manifest.json", *maps, "maps/flagged.json", "output.framehash"]
+    fixed = ["attestations/step.run.intoto.jsonl", "chain.jsonl", "input.framehash", "manifest.json", *maps, "maps/flagged.json"]
+    fixed.append("output.framehash")
     assert set(names) - {n for n in names if n.startswith("stills/")} == {*fixed, "output/master.mkv", "output/preview.mp4", "report.pdf"}
     assert len([n for n in names if n.startswith("stills/")]) % 3 == 0
     types = [p["type"] for p in chain_payloads(carphone_bundle)]

@@ -220,12 +220,12 @@ def test_evidential_refusal_end_to_end_and_investigative_run(how: str, models: P
     assert [p["type"] for p in chain_payloads(tmp_path / "refused")] == ["policy.decision", "run.aborted"]
     decision = record(tmp_path / "refused", "policy.decision")
     assert decision["allowed"] is False and decision["policy"]["sha256"] == builtin_policy("evidential").sha256
-    verified = run_fvsr("verify", tmp_path / "refused", "--pubkey", keypair[1])
+    verified = run_fvsr("verify", tmp_path / "refused", "--pubkey", keypair[1], "--models-dir", models)
     assert verified.returncode == 0 and "signed refusal" in verified.stdout, verified.stdout
 
     ran = run_fvsr("enhance", src, "-o", tmp_path / "ran", "--mode", "investigative", *common)
     assert ran.returncode == 0, ran.stderr
-    assert run_fvsr("verify", tmp_path / "ran", "--pubkey", keypair[1]).returncode == 0
+    assert run_fvsr("verify", tmp_path / "ran", "--pubkey", keypair[1], "--models-dir", models).returncode == 0
     label = builtin_policy("investigative").rules["output_label"]
     with av.open(str(tmp_path / "ran/output/master.mkv")) as c:
         assert c.metadata.get("FVSR_LABEL") == label and c.metadata.get("FVSR_MODE") == "investigative"
@@ -247,11 +247,10 @@ def test_evidential_fidelity_model_runs_with_data_consistency(models: Path, synt
     dc = step_of(out)["data_consistency"]
     assert dc["operator"] == "bicubic-antialiased" and len(dc["rms_residual_per_frame"]) == 12
     assert 0 < dc["rms_residual_max"] <= 0.5 and dc["tolerance"] == 0.5
-    assert run_fvsr("verify", out, "--pubkey", keypair[1], "--evidence", src).returncode == 0
-    assert (
-        run_fvsr("verify", out, "--pubkey", keypair[1], "--evidence", src, "--reproduce", env={"FVSR_MODELS_PATH": str(models)}).returncode
-        == 0
-    )
+    assert run_fvsr("verify", out, "--pubkey", keypair[1], "--evidence", src).returncode == 1  # the auditor lacks the lab's card
+    assert run_fvsr("verify", out, "--pubkey", keypair[1], "--evidence", src, "--models-dir", models).returncode == 0
+    reproduced = run_fvsr("verify", out, "--pubkey", keypair[1], "--evidence", src, "--models-dir", models, "--reproduce")
+    assert reproduced.returncode == 0, reproduced.stdout
 
 
 @pytest.mark.parametrize(

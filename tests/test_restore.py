@@ -77,7 +77,7 @@ def test_restore_runs_at_scale_1_and_maps_show_the_change(tmp_path: Path, carpho
     assert all(int(f[0].max()) == 0 for f in s_map)
     diff = np.abs(src[0][0].astype(np.float64) - out[0][0].astype(np.float64))
     assert np.array_equal(r_map[0][0].astype(np.float64), np.rint(diff * MAP_SCALE))
-    assert run_fvsr("verify", bundle, "--pubkey", keypair[1]).returncode == 0
+    assert run_fvsr("verify", bundle, "--pubkey", keypair[1], "--models-dir", restore_models).returncode == 0
 
 
 def test_evidential_mode_refuses_restoration(tmp_path: Path, carphone_distorted: Path, keypair, restore_models: Path) -> None:  # type: ignore[no-untyped-def]

@@ -48,7 +48,7 @@ def test_margin_covers_the_receptive_field(x2: PlaneUpscaler) -> None:
 def test_tiled_equals_untiled_to_the_bit_with_the_reference_convolution(luma: np.ndarray, tile: int) -> None:
     """With oneDNN off, convolutions sum in a fixed order whatever the tile's shape, so the float
     outputs must be identical: this pins the tiling geometry (margin, crops, borders) exactly."""
-    with torch.backends.mkldnn.flags(enabled=False):
+    with torch.backends.mkldnn.flags(enabled=False, allow_tf32=None):
         whole = _with_tile(0).predict(luma, 255)
         tiled = _with_tile(tile).predict(luma, 255)
     assert tiled.shape == whole.shape == (600, 666)
@@ -57,7 +57,7 @@ def test_tiled_equals_untiled_to_the_bit_with_the_reference_convolution(luma: np
 
 def test_too_small_a_margin_shows_seams(luma: np.ndarray) -> None:
     """The test above can fail: cut tiles without enough context and the output changes."""
-    with torch.backends.mkldnn.flags(enabled=False):
+    with torch.backends.mkldnn.flags(enabled=False, allow_tf32=None):
         whole = _with_tile(0).predict(luma, 255)
         seamed = _with_tile(128, margin=4).predict(luma, 255)
     assert np.abs(seamed - whole).max() > 0.5

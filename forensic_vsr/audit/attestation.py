@@ -18,16 +18,12 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from forensic_vsr import layout
 from forensic_vsr.audit.checks import ChainView, Check
 from forensic_vsr.audit.safe_read import RECORD_MAX_BYTES, UnsafeFile, loads, read_recorded
 from forensic_vsr.integrity import dsse
 
-ATTESTATIONS_DIR = "attestations"
 ATTESTED_TYPES = frozenset({"step.run"})
-
-
-def attestation_name(record_type: str) -> str:
-    return f"{ATTESTATIONS_DIR}/{record_type}.intoto.jsonl"
 
 
 def attestation_line(statement: dict[str, Any], sign: Callable[[bytes], bytes], key_id: str) -> tuple[bytes, bytes]:
@@ -85,8 +81,8 @@ def attestation_checks(bundle: Path, view: ChainView, key: Ed25519PublicKey, req
         if ref is None:
             problems.append(f"record {i} ({p['type']}) references no in-toto attestation")
             continue
-        if ref["name"] != attestation_name(p["type"]):
-            problems.append(f"record {i}: attestation {ref['name'][:60]!r}, expected {attestation_name(p['type'])}")
+        if ref["name"] != layout.attestation(p["type"]):
+            problems.append(f"record {i}: attestation {ref['name'][:60]!r}, expected {layout.attestation(p['type'])}")
             continue
         try:
             payload = open_attestation(bundle, ref, key)

@@ -21,7 +21,8 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from forensic_vsr.audit.attestation import attestation_line, attestation_name, reference
+from forensic_vsr import layout
+from forensic_vsr.audit.attestation import attestation_line, reference
 from forensic_vsr.audit.checks import ChainView, Check
 from forensic_vsr.audit.keys import Signer
 from forensic_vsr.audit.safe_read import CHAIN_MAX_BYTES, CHAIN_MAX_RECORDS, RECORD_MAX_BYTES, UnsafeFile, loads, loads_object, read_lines
@@ -60,7 +61,7 @@ class ChainWriter:
         """Append a record whose body is an in-toto Statement, first writing that Statement as a
         signed in-toto attestation beside the chain; the record references it by sha256."""
         payload, line = attestation_line(statement, self.signer.sign, self.signer.keyid)
-        name = attestation_name(record_type)
+        name = layout.attestation(record_type)
         path = self.path.parent / name
         path.parent.mkdir(exist_ok=True)
         with open(path, "xb") as fh:  # one attestation per record type: a second one is refused

@@ -31,6 +31,7 @@ from forensic_vsr.audit.bundle_format import (
 )
 from forensic_vsr.audit.chain import read_chain
 from forensic_vsr.audit.checks import ChainView, Check, guarded
+from forensic_vsr.audit.completeness import unfinished_run
 from forensic_vsr.audit.safe_read import (
     FRAMEHASH_HEADER_MAX,
     FRAMEHASH_LINE_MAX,
@@ -420,6 +421,7 @@ def verify_bundle(
         yield _fail("bundle", f"{bundle}: not a directory")
         return
     run = _Run(bundle, key)
+    yield from unfinished_run(bundle)  # a hidden build directory is INCOMPLETE whatever it holds
 
     def chain() -> list[Check]:
         run.view, checks = read_chain(bundle, key)

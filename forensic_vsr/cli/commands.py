@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from forensic_vsr.atomic import atomic_output, atomic_write
 from forensic_vsr.cli.common import models_dirs
 from forensic_vsr.errors import OutputError, UsageError
-from forensic_vsr.recipe import FRAMES_HELP
+from forensic_vsr.recipe import FRAMES_HELP, SCALE_HELP, STILL_HELP
 
 if TYPE_CHECKING:
     from forensic_vsr.recipe import Examiner, Recipe
@@ -56,45 +56,17 @@ def _examiner(args: argparse.Namespace) -> Examiner:
 
 
 def _recipe(args: argparse.Namespace, frames: tuple[int, int] | None = None) -> Recipe:
-    from forensic_vsr.recipe import Recipe, parse_ops, parse_roi
+    from forensic_vsr.recipe import recipe_from_options
 
-    pre_ops, main = parse_ops(getattr(args, "ops", None), args.model)
-    model = main if (main or args.weights) else "lanczos"
-    return Recipe(
-        mode=args.mode,
-        model=model,
-        pre_ops=pre_ops,
-        scale=args.scale,
-        frames=frames,
-        device=args.device,
-        accept_decode_errors=getattr(args, "accept_decode_errors", False),
-        weights=Path(args.weights) if args.weights else None,
-        precision=args.precision,
-        policy=Path(args.policy) if args.policy else None,
-        override_policy=args.override_policy,
-        models_dirs=tuple(Path(d) for d in args.models_dir or ()),
-        maps=not getattr(args, "no_maps", False),
-        stills=tuple(getattr(args, "still", None) or ()),
-        report=not getattr(args, "no_report", False),
-        tile=getattr(args, "tile", None),
-        batch=getattr(args, "batch", None),
-        psf=getattr(args, "psf", None),
-        roi=parse_roi(getattr(args, "roi", None)),
-        deinterlace=getattr(args, "deinterlace", "fields"),
-    )
+    return recipe_from_options(vars(args), frames)
 
 
 def cmd_policy_explain(args: argparse.Namespace) -> int:
+    from forensic_vsr.dry_run import decision_lines
     from forensic_vsr.recipe import decide_recipe
 
-    recipe = _recipe(args)
-    model, decision = decide_recipe(recipe)
-    policy = decision.policy
-    print(f"policy {policy.data['id']} v{policy.data['version']} ({policy.source}) sha256 {policy.sha256}")
-    print(f"model  {model.id} [{model.model_class}]" + (f" weights sha256 {model.weights_sha256}" if model.weights_sha256 else ""))
-    for r in decision.results:
-        print(f"{r.outcome.upper():<15} {r.rule}: {r.reason}")
-    print("ALLOWED" if decision.allowed else f"REFUSED: {len(decision.failures)} rule(s) failed")
+    model, decision = decide_recipe(_recipe(args))
+    print("\n".join(decision_lines(model, decision)))
     return 0 if decision.allowed else 3
 
 
@@ -132,7 +104,7 @@ def add_recipe_args(p: argparse.ArgumentParser) -> None:
         "sr stands for --model at --scale. The order is recorded.",
     )
     p.add_argument("--weights", help="a weights file (state dict) you bring; unvetted unless a card names its sha256")
-    p.add_argument("--scale", type=int, default=2, help="integer scale factor (1 for a restoration model such as fidelity-restore)")
+    p.add_argument("--scale", type=int, help=SCALE_HELP)
     p.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
     p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"])
     p.add_argument(
@@ -169,6 +141,10 @@ def cmd_enhance(args: argparse.Namespace) -> int:
     from forensic_vsr.recipe import parse_frames
 
     recipe = _recipe(args, frames=parse_frames(args.frames))
+    if args.dry_run:
+        from forensic_vsr.dry_run import dry_run
+
+        return 0 if dry_run(Path(args.evidence), recipe) else 3
     examiner = _examiner(args)
     bundle = enhance(Path(args.evidence), Path(args.output), recipe, examiner, show_progress=None if not args.quiet else False)
     print(f"bundle written: {bundle}")
@@ -211,7 +187,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
         assert evidence is not None
         view, _ = read_chain(Path(args.bundle), key)
-        show(guarded("reproduce", lambda: reproduce(Path(args.bundle), view, evidence)))
+        policies, cards = [Path(p) for p in args.policy], [Path(d) for d in args.models_dir]
+        show(guarded("reproduce", lambda: reproduce(Path(args.bundle), view, evidence, policies, cards)))
     failed = [c for c in checks if not c.ok]
     incomplete = any(c.status == "INCOMPLETE" for c in checks)
     verdict = "INCOMPLETE" if incomplete else ("FAIL" if failed else "PASS")
@@ -286,18 +263,20 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     p.add_argument("-o", "--output", required=True, help="bundle directory to create (must not exist)")
     add_recipe_args(p)
     p.add_argument("--frames", help=FRAMES_HELP)
+    p.add_argument("--still", type=int, action="append", metavar="N", help=f"also show output frame N in the report (repeatable). {STILL_HELP}")
     p.add_argument(
-        "--still",
-        type=int,
-        action="append",
-        help="also show output frame N in the report (repeatable); output frames are numbered from 0 at the first frame of --frames "
-        "(a field-splitting deinterlace makes two output frames per input frame)",
+        "--dry-run",
+        action="store_true",
+        help="print the decision (every rule), the frame range and region, the PSF a deblur would use, the output size and "
+        "the expected time, measured on the first selected frame; needs no key and writes nothing",
     )
     p.add_argument(
         "--cert", help="PEM certificate (then its chain) report.pdf is signed under; default KEY.crt (made by `fvsr keys generate`)"
     )
     p.add_argument("--cert-key", help="the private key of --cert when it certifies another key than the examiner's (encrypted PEM)")
-    p.add_argument("--key", help="examiner's private key (or FVSR_KEY); passphrase from FVSR_KEY_PASSPHRASE or prompt")
+    p.add_argument(
+        "--key", help="examiner's private key (or FVSR_KEY); passphrase from FVSR_KEY_PASSPHRASE or prompt; not needed with --dry-run"
+    )
     p.add_argument("--case", help="case identifier")
     p.add_argument("--examiner", default=os.environ.get("FVSR_EXAMINER", os.environ.get("USER", "examiner")))
     p.add_argument(
@@ -305,6 +284,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
         action="store_true",
         help="process a damaged stream (the damage is counted and recorded) instead of refusing it",
     )
+    p.add_argument("--rate", help="frames per second (25, 30000/1001) of evidence without timestamps (raw .h264/.265); default: declared")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_enhance)
 

@@ -49,6 +49,6 @@ class PipelineStage:
         if not self._closed:
             self._closed = True
             self._queue.put(self._STOP)
-            self._thread.join()
+        self._thread.join()  # always: a signal may have interrupted an earlier join
         if sys.exc_info()[0] is None:
             self._raise()

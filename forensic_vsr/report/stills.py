@@ -76,7 +76,10 @@ def make_stills(
                 continue
             name = f"stills/{i:06d}-{kind}.png"
             if not (bundle / name).exists():
-                cv2.imwrite(str(bundle / name), img[..., ::-1], [cv2.IMWRITE_PNG_COMPRESSION, 6])
+                ok, png = cv2.imencode(".png", img[..., ::-1], [cv2.IMWRITE_PNG_COMPRESSION, 6])
+                if not ok:
+                    raise ValueError(f"{name}: OpenCV could not encode the still as PNG")
+                (bundle / name).write_bytes(png.tobytes())  # an OSError (disk full) propagates, unlike imwrite's
             data = (bundle / name).read_bytes()
             files[kind] = {"name": name, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
         records.append({"label": label, "frame": i, "evidence_frame": start + i // per_input, **meta.get(i, {}), "files": files})
