@@ -29,7 +29,7 @@ from forensic_vsr.errors import IntegrityError, PolicyDenied, UsageError
 from forensic_vsr.integrity import merkle
 from forensic_vsr.media import VideoReader, file_sha256
 from forensic_vsr.policy import Decision
-from forensic_vsr.recipe import Examiner, Recipe, decide_recipe
+from forensic_vsr.recipe import Examiner, Recipe, decide_recipe, pre_models
 
 
 def enhance(evidence: Path, target: Path, recipe: Recipe, examiner: Examiner, show_progress: bool | None = None) -> Path:
@@ -67,7 +67,17 @@ def enhance(evidence: Path, target: Path, recipe: Recipe, examiner: Examiner, sh
         out_root = merkle.root_from_leaf_hashes(out_leaves).hex()
         chain.append_statement(
             "step.run",
-            statement(recipe.to_json(model), model, ingest_body, step.to_json(), outputs, out_root, len(out_leaves), started, finished),
+            statement(
+                recipe.to_json(model),
+                [*pre_models(recipe), model],
+                ingest_body,
+                step.to_json(),
+                outputs,
+                out_root,
+                len(out_leaves),
+                started,
+                finished,
+            ),
         )
         chain.append(
             "output.write",

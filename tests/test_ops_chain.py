@@ -47,6 +47,8 @@ def test_chain_equals_the_steps_run_one_by_one(tmp_path: Path, interlaced: Path,
     step = step_of(chained)
     assert [p["model"] for p in step["pre_operations"]] == ["deinterlace", "deblur"] and step["frames_per_input"] == 2
     assert step["pre_operations"][1]["deblur"]["psf"]["length"] == 3.0
+    deps = [d["name"] for d in record(chained, "step.run")["predicate"]["buildDefinition"]["resolvedDependencies"]]
+    assert [d for d in deps if d.startswith("model-card:")] == ["model-card:deinterlace", "model-card:deblur", "model-card:lanczos"]
     again = run_fvsr("verify", chained, "--pubkey", keypair[1], "--evidence", interlaced, "--reproduce")
     assert again.returncode == 0 and "16 output frames reproduced bit-exactly" in again.stdout, again.stdout
 

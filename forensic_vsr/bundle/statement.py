@@ -44,7 +44,7 @@ def model_dependencies(model: ResolvedModel) -> list[dict[str, Any]]:
 
 def statement(
     recipe_json: dict[str, Any],
-    model: ResolvedModel,
+    models: list[ResolvedModel],
     ingest: dict[str, Any],
     step: dict[str, Any],
     outputs: list[dict[str, Any]],
@@ -79,7 +79,7 @@ def statement(
                 "resolvedDependencies": [
                     {"name": f"evidence:{evidence['name']}", "digest": {"sha256": evidence["sha256"]}},
                     {"name": f"frames:evidence:{evidence['name']}", "digest": {"rfc9162-sha256": ingest["input_framehash"]["merkle_root"]}},
-                    *model_dependencies(model),
+                    *(dep for m in models for dep in model_dependencies(m)),  # pre-operations, then the main model
                 ],
             },
             "runDetails": {
