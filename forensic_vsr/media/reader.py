@@ -26,6 +26,7 @@ logging.getLogger("libav").propagate = False
 # FFmpeg's AVFieldOrder, as PyAV reports it (an int) and ffprobe names it. ffmpeg writes "tb"
 # for top-field-first and "bt" for bottom-field-first content (tt/bb for MJPEG).
 _FIELD_ORDERS = {0: None, 1: "progressive", 2: "tt", 3: "bb", 4: "tb", 5: "bt"}
+_AVFMT_NOTIMESTAMPS = 0x0080  # raw elementary-stream demuxers (h264, hevc, m4v, mjpeg, ...): no timestamps in the file
 
 
 def _field_order_name(value: object) -> str | None:
@@ -58,6 +59,8 @@ class StreamInfo:
     stream_index: int
     audio_streams: int
     bit_rate: int | None
+    derived: DerivedTiming | None = None
+    """Set when the file carries no usable timestamps: then `time_base` is the derived one."""
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -77,6 +80,27 @@ class StreamInfo:
             "stream_index": self.stream_index,
             "audio_streams": self.audio_streams,
             "bit_rate": self.bit_rate,
+        }
+
+
+@dataclass(frozen=True)
+class DerivedTiming:
+    """Timestamps the file does not carry, derived as frame index x (1 / rate) in time base
+    1 / rate: what `ffmpeg -r RATE -i FILE` (an input option) gives each frame."""
+
+    rate: Fraction
+    source: str
+    """Where the rate came from: "--rate 25" or "stream rate 25/1"."""
+    container_time_base: Fraction
+    reason: str
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "from": self.source,
+            "rate": fraction_text(self.rate),
+            "time_base": fraction_text(1 / self.rate),
+            "container_time_base": fraction_text(self.container_time_base),
+            "reason": self.reason,
         }
 
 
@@ -133,8 +157,14 @@ class DecodeStats:
 class DecodedFrame:
     index: int
     pts: int
-    """Presentation timestamp in the stream's time base, after ffmpeg's start-time shift."""
+    """Presentation timestamp in the stream's time base, after ffmpeg's start-time shift, on a
+    timeline that never goes back: outputs are written with it. Equal to `file_pts` except
+    after a backward jump, whose frames are shifted to follow the frame before it at the nominal
+    interval (`VideoReader.shifts` lists each shift)."""
     frame: av.VideoFrame
+    file_pts: int
+    """The timestamp the file gives (derived when `StreamInfo.derived`): what framehash lines
+    and the ingest record carry."""
 
 
 def _fraction(value: object) -> Fraction | None:
@@ -151,25 +181,31 @@ class VideoReader:
     unless a format-1 record asks for `LEGACY_DECODE`). Packets the decoder rejects are counted
     in `stats` and the stream goes on, as FFmpeg's command-line tool does."""
 
-    def __init__(self, path: Path, decoder: DecoderSettings = BITEXACT_DECODE) -> None:
+    def __init__(self, path: Path, decoder: DecoderSettings = BITEXACT_DECODE, rate: Fraction | None = None) -> None:
+        """`rate` (the examiner's --rate) is used only where the file carries no timestamps."""
         self.path = Path(path)
         self.decoder = decoder
         _check_readable_file(self.path)
-        try:
-            self._container = av.open(str(self.path), mode="r", metadata_errors="replace")
-        except av.error.FFmpegError as exc:
-            raise EvidenceError(f"{self.path}: not a readable video file ({_ffmpeg_reason(exc)})") from None
-        except (OSError, ValueError) as exc:
-            raise EvidenceError(f"{self.path}: cannot be opened ({exc})") from None
+        self._container = self._open()
         if not self._container.streams.video:
             kinds = sorted({s.type for s in self._container.streams}) or ["no streams"]
             self._container.close()
             raise EvidenceError(f"{self.path}: contains no video stream ({', '.join(kinds)})")
         self._stream = self._container.streams.video[0]
         decoder.configure(self._stream.codec_context)
-        self.info = self._probe()
+        self.info = self._probe(rate)
         self.stats = DecodeStats()
+        self.shifts: list[tuple[int, int]] = []
+        """(frame index, ticks added from it on) for each backward timestamp jump met so far."""
         self._iterations: weakref.WeakSet[Generator[DecodedFrame, None, None]] = weakref.WeakSet()
+
+    def _open(self) -> av.container.InputContainer:
+        try:
+            return av.open(str(self.path), mode="r", metadata_errors="replace")
+        except av.error.FFmpegError as exc:
+            raise EvidenceError(f"{self.path}: not a readable video file ({_ffmpeg_reason(exc)})") from None
+        except (OSError, ValueError) as exc:
+            raise EvidenceError(f"{self.path}: cannot be opened ({exc})") from None
 
     def __enter__(self) -> VideoReader:
         return self
@@ -201,7 +237,7 @@ class VideoReader:
             colorspace=None if cc.colorspace == 2 else cc.colorspace,
         )
 
-    def _probe(self) -> StreamInfo:
+    def _probe(self, rate: Fraction | None) -> StreamInfo:
         c, s = self._container, self._stream
         cc = s.codec_context
         if not cc.format or cc.width <= 0 or cc.height <= 0:
@@ -211,6 +247,16 @@ class VideoReader:
         # ffmpeg's CLI shifts every input timestamp by -start_time (AV_TIME_BASE units).
         start_offset = -rescale(start_time, Fraction(1, av.time_base), tb)
         field_order = getattr(cc, "field_order", None)
+        guessed = _fraction(s.guessed_rate)
+        derived = None
+        reason = self._missing_timestamps()
+        if reason is not None:
+            use = rate or guessed
+            if use is None:
+                raise EvidenceError(f"{self.path}: {reason} and declares no frame rate: pass --rate (e.g. --rate 25 or 30000/1001)")
+            source = f"--rate {rate}" if rate else f"stream rate {fraction_text(guessed)}"
+            derived = DerivedTiming(use, source, tb, reason)
+            tb, guessed, start_offset = 1 / use, use, 0
         return StreamInfo(
             container=c.format.name,
             codec=cc.name,
@@ -218,7 +264,7 @@ class VideoReader:
             width=cc.width,
             height=cc.height,
             time_base=tb,
-            guessed_rate=_fraction(s.guessed_rate),
+            guessed_rate=guessed,
             average_rate=_fraction(s.average_rate),
             start_offset=start_offset,
             sample_aspect_ratio=_fraction(s.sample_aspect_ratio),
@@ -228,7 +274,33 @@ class VideoReader:
             stream_index=s.index,
             audio_streams=len(c.streams.audio),
             bit_rate=c.bit_rate or None,
+            derived=derived,
         )
+
+    def _missing_timestamps(self) -> str | None:
+        """Why the file's timestamps cannot be used (None: they can). A raw elementary stream has
+        none; otherwise the packets are read (no decoding) until two distinct timestamps are
+        seen, which for any ordinary file is its first two packets."""
+        if self._container.format.flags & _AVFMT_NOTIMESTAMPS:
+            return f"is a raw {self._container.format.name} stream with no timestamps"
+        seen: set[int] = set()
+        packets = 0
+        with contextlib.closing(self._open()) as scan:
+            try:
+                for packet in scan.demux(scan.streams.video[0]):
+                    ts = packet.pts if packet.pts is not None else packet.dts
+                    packets += packet.size > 0
+                    if ts is not None and packet.size:
+                        seen.add(int(ts))
+                        if len(seen) > 1:
+                            return None
+            except av.error.FFmpegError:
+                pass  # damage: the decode pass counts it
+        if not seen and packets:
+            return "has no timestamps"
+        if packets > 1:
+            return f"gives all {packets} packets the same timestamp"
+        return None
 
     def packet_timestamps(self) -> Iterator[int]:
         """Presentation timestamps of the stream's packets, without decoding (for intra-only
@@ -245,13 +317,29 @@ class VideoReader:
         return gen
 
     def _frames(self) -> Generator[DecodedFrame, None, None]:
+        info = self.info
         index = 0
         last_pts: int | None = None
+        shift = 0
+        last_out: int | None = None
+        interval = max(1, round(1 / (info.guessed_rate * info.time_base))) if info.guessed_rate else 1
         for packet in self._demux():
             for frame in self._decode(packet):
-                pts = _frame_pts(frame, last_pts)
-                last_pts = pts
-                yield DecodedFrame(index, pts + self.info.start_offset, frame)
+                if info.derived is not None:
+                    file_pts = index
+                else:
+                    pts = _frame_pts(frame, last_pts)
+                    last_pts = pts
+                    file_pts = pts + info.start_offset
+                out = file_pts + shift
+                if last_out is not None and out < last_out:
+                    # a backward jump (a spliced DVR export): outputs need timestamps that never
+                    # go back, so this frame and the ones after it follow the previous frame.
+                    shift += last_out + interval - out
+                    out = last_out + interval
+                    self.shifts.append((index, shift))
+                last_out = out
+                yield DecodedFrame(index, out, frame, file_pts)
                 index += 1
 
     def _demux(self) -> Iterator[av.Packet]:
