@@ -13,8 +13,9 @@ from forensic_vsr.report.content import LIMITATIONS, MAPS_TEXT, NOT_EVIDENTIAL, 
 # The report template's version, recorded in report.generate: bump it with every change to what
 # the report prints or how: verify reads a byte difference as an alteration only in a report of
 # the running template (another one is checked by its facts, report/facts.py).
-# 1: format-1 bundles (none recorded); 2: the framehash cross-check carries -flags +bitexact.
-TEMPLATE_VERSION = 2
+# 1: format-1 bundles (none recorded); 2: the framehash cross-check carries -flags +bitexact;
+# 4: derived timestamps, timestamp discontinuities and repeated (duplicated) frames of the evidence.
+TEMPLATE_VERSION = 4
 
 
 def _styles() -> dict[str, Any]:
@@ -76,6 +77,31 @@ def _plot(values: list[float], width: float, height: float) -> Any:
     d.add(String(width / 2, 5, "output frame", fontSize=7, textAnchor="middle"))
     d.add(String(5, height - 10, "% of pixels flagged", fontSize=7))
     return d
+
+
+def _timing_rows(ingest: dict[str, Any]) -> list[list[Any]]:
+    """Derived timestamps, discontinuities and repeated frames, where the record has them
+    (records before template 4 do not)."""
+    timing, rows = ingest["timing"], []
+    derived = timing.get("derived")
+    if derived:
+        reason = derived.get("reason", "has none")
+        rows.append(["Timestamps", f"DERIVED: the file {reason}; frame index / {derived['rate']} frames per second ({derived['from']})"])
+    if "discontinuities" in timing:
+        jumps = timing["discontinuities"]
+        total = timing.get("discontinuities_total", len(jumps))
+        text = "none" if not total else f"{total}: " + "; ".join(f"before frame {j['frame']}, {j['gap_s']:+.3f} s" for j in jumps[:5])
+        text += " ..." if total > 5 else ""
+        if any("output_shift" in j for j in jumps):
+            text += " (outputs: frames after a backward jump follow the frame before it, one interval later)"
+        rows.append(["Timestamp discontinuities", text])
+    dup = ingest.get("duplicates")
+    if dup is not None:
+        text = "none" if not dup["frames"] else f"{dup['frames']} frames repeat the frame before them, in {dup['runs_total']} runs: "
+        text += "; ".join(f"frame {r['first']} x{r['length']} at {r['time_s']:.3f} s" for r in dup["runs"][:5]) if dup["frames"] else ""
+        text += " ..." if dup["runs_total"] > 5 else ""
+        rows.append(["Repeated frames (identical pixels)", text])
+    return rows
 
 
 def render(bundle: Path, records: dict[str, dict[str, Any]], stills: list[dict[str, Any]], chain_head: str, out: Path) -> None:
@@ -187,6 +213,7 @@ def render(bundle: Path, records: dict[str, dict[str, Any]], stills: list[dict[s
         ["Dimensions", f"{probe.get('width')} x {probe.get('height')}"],
         ["Frames decoded", ingest["frames_decoded"]],
         ["Time base / VFR", f"{probe.get('time_base')} / {ingest['timing'].get('vfr')}"],
+        *_timing_rows(ingest),
         ["Rotation", ingest.get("rotation")],
         ["Decoder damage", json.dumps(ingest.get("decode"), sort_keys=True)],
         ["Input frame hashes: Merkle root", ingest["input_framehash"]["merkle_root"]],
