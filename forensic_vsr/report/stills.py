@@ -19,7 +19,7 @@ def make_stills(
     import numpy as np
 
     from forensic_vsr.media import VideoReader, frame_planes, planes_sha256
-    from forensic_vsr.uncertainty.exact import MAP_SCALE
+    from forensic_vsr.uncertainty.exact import MAP_SCALE, flagged_regions
 
     map_scale = map_scale or MAP_SCALE
     wanted = sorted(set(frames.values()))
@@ -65,10 +65,8 @@ def make_stills(
             heat = np.clip(s / max(threshold, 1e-6), 0, 1)
             overlay = np.stack([gray * (1 - heat) + 255 * heat, gray * (1 - heat), gray * (1 - heat)], axis=-1)
             overlay = np.clip(np.rint(overlay), 0, 255).astype(np.uint8)
-            mask = (s > threshold).astype(np.uint8)
-            n, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
-            for k in range(1, n):
-                x, y, w, h = (int(v) for v in stats[k][:4])
+            for box in flagged_regions(s, threshold)["boxes"]:  # the regions maps/flagged.json lists
+                x, y, w, h = box["x"], box["y"], box["w"], box["h"]
                 cv2.rectangle(overlay, (x, y), (x + w - 1, y + h - 1), (255, 255, 0), 1)
             images["overlay"] = overlay
         for kind, img in images.items():
