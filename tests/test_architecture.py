@@ -34,7 +34,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("forensic_vsr.report", "forensic_vsr.benchmark", "forensic_vsr.training"),
     ("forensic_vsr.recipe",),
     ("forensic_vsr.judgement", "forensic_vsr.bundle", "forensic_vsr.storage"),
-    ("forensic_vsr.pipeline",),
+    ("forensic_vsr.pipeline", "forensic_vsr.dry_run"),
     ("forensic_vsr.reproduce", "forensic_vsr.batch"),
     ("forensic_vsr.cli", "forensic_vsr.__main__"),
 ]
@@ -101,7 +101,7 @@ def test_no_import_cycles_between_modules() -> None:
         state[node] = 1
         for nxt in graph.get(node, ()):
             if state.get(nxt) == 1:
-                cycle = stack[stack.index(nxt) :] + [nxt] if nxt in stack else [node, nxt]
+                cycle = [*stack[stack.index(nxt) :], nxt] if nxt in stack else [node, nxt]
                 raise AssertionError("import cycle: " + " -> ".join(cycle))
             if nxt in graph and not state.get(nxt):
                 visit(nxt, [*stack, nxt])

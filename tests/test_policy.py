@@ -16,8 +16,9 @@ from forensic_vsr.audit.records import step_annotations
 from forensic_vsr.errors import UsageError
 from forensic_vsr.media import frame_planes
 from forensic_vsr.models.arch import ResidualSR, detect_architecture
-from forensic_vsr.policy import builtin_policy, weakenings
-from forensic_vsr.recipe import Recipe, decide_recipe
+from forensic_vsr.models.registry import resolve
+from forensic_vsr.policy import builtin_policy, decide, weakenings
+from forensic_vsr.recipe import Recipe, decide_recipe, recipe_facts
 from forensic_vsr.resources import POLICIES
 from tests.helpers import chain_payloads, record, run_fvsr
 from tests.helpers import step as step_of
@@ -69,6 +70,7 @@ def _card(
 def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = tmp_path_factory.mktemp("models")
     _card(d, "tiny-fidelity-x2", "fidelity", "fid.pth", _weights(d / "fid.pth", 1))
+    _card(d, "tiny-fidelity-x8", "fidelity", "fid8.pth", _weights(d / "fid8.pth", 7, scale=8), scale=8)
     _card(d, "tiny-generative-x2", "generative", "gen.pth", _weights(d / "gen.pth", 2))
     _card(d, "tiny-otherblur-x2", "fidelity", "ob.pth", _weights(d / "ob.pth", 6), operator="gaussian-blur-unknown")
     _card(d, "tiny-nondeterministic-x2", "generative", "nd.pth", _weights(d / "nd.pth", 3), deterministic=False)
@@ -108,8 +110,7 @@ CASES = [  # rule, allowed recipe, refused recipe, expected words in the refusal
         {"model": "tiny-tampered-x2", "mode": "investigative"},
         "do NOT match",
     ),
-    ("max_scale", {"scale": 4}, {"scale": 8}, "at most x4"),
-    ("model_scale", {"scale": 3}, {"model": "tiny-fidelity-x2", "scale": 3, "mode": "investigative"}, "supports x2"),
+    ("max_scale", {"scale": 4}, {"model": "tiny-fidelity-x8", "scale": 8}, "at most x4"),
     ("data_consistency", {"model": "tiny-fidelity-x2"}, {"model": "tiny-otherblur-x2"}, "not available"),
     (
         "determinism_required",
@@ -132,6 +133,18 @@ def test_rule_allows_one_and_refuses_another(rule: str, good: dict, bad: dict, w
     assert outcome in ("pass", "not-applicable")
     outcome, reason = _outcome(models, rule, **bad)
     assert outcome == "fail" and why in reason, reason
+
+
+def test_a_scale_the_model_cannot_do_is_a_usage_error_and_still_a_rule(models: Path) -> None:
+    """decide_recipe refuses it before any bundle (issue 16); the policy's model_scale rule still
+    refuses it when a recorded recipe is judged again (as fvsr verify does)."""
+    r = Recipe("investigative", "tiny-fidelity-x2", 3, models_dirs=(models,))
+    with pytest.raises(UsageError, match="--scale 3: tiny-fidelity-x2 does x2 only"):
+        decide_recipe(r)
+    decision = decide(recipe_facts(r, resolve("tiny-fidelity-x2", None, [models])))
+    found = [x for x in decision.results if x.rule == "model_scale"]
+    assert found and found[0].outcome == "fail" and "supports x2" in found[0].reason
+    assert _outcome(models, "model_scale", scale=3)[0] == "pass"
 
 
 def test_policy_file_rules(models: Path, tmp_path: Path) -> None:

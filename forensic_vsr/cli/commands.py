@@ -263,7 +263,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     p.add_argument("-o", "--output", required=True, help="bundle directory to create (must not exist)")
     add_recipe_args(p)
     p.add_argument("--frames", help=FRAMES_HELP)
-    p.add_argument("--still", type=int, action="append", metavar="N", help=f"also show output frame N in the report (repeatable). {STILL_HELP}")
+    p.add_argument(
+        "--still", type=int, action="append", metavar="N", help=f"also show output frame N in the report (repeatable). {STILL_HELP}"
+    )
     p.add_argument(
         "--dry-run",
         action="store_true",

@@ -16,10 +16,12 @@ Blind estimation reads the PSF from the blurred image's cepstrum (Rom 1975; Cann
 Moghaddam & Jamzad 2007): a linear motion of length L at angle t leaves periodic zeros in the
 spectrum that show as a negative cepstral peak at distance L along t; a defocus disk of
 radius R leaves rings of zeros that show as a negative cepstral ring of radius about 2R. The
-estimate, and the score of every candidate, is returned for the examiner to inspect."""
+estimate, the score of every candidate and a confidence (do independent tiles of the frame
+find the same PSF?) are returned for the examiner to inspect; a low one is flagged."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -199,12 +201,86 @@ def ringing(y: np.ndarray, x: np.ndarray, flat_levels: float = 2.0) -> float:
 @dataclass(frozen=True)
 class Estimate:
     psf: Psf
-    score: float  # cepstral depth in robust z units (higher: more confident)
+    score: float  # cepstral depth in robust z units (higher: a deeper feature)
     candidates: list[dict[str, Any]]  # the best few of each kind, for the examiner
     isotropy: float  # median/max cepstral depth over angles at the best length: near 1 means a disk
+    confidence: float | None = None  # fraction of the independent tiles whose own estimate agrees
+    tiles: tuple[Psf, ...] = ()  # the tiles' own estimates
+
+    @property
+    def low_confidence(self) -> bool:
+        return self.confidence is not None and self.confidence < LOW_CONFIDENCE
+
+    def warning(self) -> str | None:
+        """One line for the examiner when the estimate should not be trusted as it stands."""
+        if not self.low_confidence:
+            return None
+        agree = round((self.confidence or 0.0) * len(self.tiles))
+        return (
+            f"blind PSF estimate {describe(self.psf)} has low confidence {self.confidence:.2f} (below {LOW_CONFIDENCE}): "
+            f"only {agree} of {len(self.tiles)} independent tiles of the frame agree with it; "
+            "the frame may hold no measurable motion or defocus blur: check it, or give the PSF with --psf"
+        )
 
     def to_json(self) -> dict[str, Any]:
-        return {"psf": self.psf.to_json(), "score": round(self.score, 3), "isotropy": self.isotropy, "candidates": self.candidates}
+        out = {"psf": self.psf.to_json(), "score": round(self.score, 3), "isotropy": self.isotropy, "candidates": self.candidates}
+        if self.confidence is not None:
+            out |= {
+                "confidence": round(self.confidence, 3),
+                "confidence_measure": CONFIDENCE_MEASURE,
+                "confidence_threshold": LOW_CONFIDENCE,
+                "low_confidence": self.low_confidence,
+                "tiles": [t.to_json() for t in self.tiles],
+            }
+            if self.low_confidence:
+                out["warning"] = self.warning()
+        return out
+
+
+def describe(psf: Psf) -> str:
+    """`motion 15 px at 30 deg`, `defocus radius 3.5 px`: the PSF in the examiner's words."""
+    if psf.kind == "motion":
+        return f"motion {psf.params['length']:g} px at {psf.params['angle']:g} deg"
+    if psf.kind == "defocus":
+        return f"defocus radius {psf.params['radius']:g} px"
+    return f"PSF image {psf.params.get('file')}"
+
+
+# The estimate's confidence is its agreement with itself: the frame is cut into four tiles
+# (independent: no pixel shared, once the region is at least 128x128), each tile is estimated
+# on its own, and the confidence is the fraction whose estimate agrees with the whole region's.
+# A real blur is in every part of the frame; a cepstral feature that chance, texture or
+# compression put there is not. Measured on real frames (carphone, bikes, cityCC0, skimage's
+# camera and page): motion blurs of 5 to 30 px and disks of radius 3 to 5 gave 3 or 4 of 4,
+# unblurred frames, Gaussian (zero-free) defocus and noise 0 to 2 of 4.
+TILES = 4
+LOW_CONFIDENCE = 0.75
+CONFIDENCE_MEASURE = "fraction of 4 independent tiles of the region whose own blind estimate agrees (same kind, within 3 px or 15%)"
+
+
+def agrees(a: Psf, b: Psf) -> bool:
+    """Same kind; motions whose cepstral peaks lie within 3 px (or 15% of the length) of each
+    other, either sign (a motion at t and at t + 180 deg is one PSF); radii within 1 px."""
+    if a.kind != b.kind:
+        return False
+    if a.kind == "defocus":
+        return abs(a.params["radius"] - b.params["radius"]) <= 1.0
+    if a.kind != "motion":
+        return False
+
+    def peak(p: Psf) -> np.ndarray:
+        t = math.radians(p.params["angle"])
+        return p.params["length"] * np.array([math.cos(t), math.sin(t)])
+
+    pa, pb = peak(a), peak(b)
+    return float(min(np.hypot(*(pa - pb)), np.hypot(*(pa + pb)))) <= max(3.0, 0.15 * a.params["length"])
+
+
+def _tiles(y: np.ndarray) -> list[np.ndarray]:
+    """The four corner tiles: quadrants, or overlapping 64x64 corners in a region under 128."""
+    h, w = y.shape
+    th, tw = max(64, h // 2), max(64, w // 2)
+    return [y[:th, :tw], y[:th, w - tw :], y[h - th :, :tw], y[h - th :, w - tw :]]
 
 
 # Above this isotropy the cepstral feature is read as a defocus ring (chosen on training
@@ -228,9 +304,17 @@ def _sample(c: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
 
 def estimate_psf(y: np.ndarray, max_length: int = 40, max_radius: int = 12) -> Estimate:
     """Blind estimate of a linear-motion or defocus PSF from the cepstrum of `y` (a region of
-    the blurred frame, at least 64x64)."""
+    the blurred frame, at least 64x64), with its confidence: the agreement of four tiles'
+    own estimates with it."""
     if min(y.shape) < 64:
         raise UsageError("blind PSF estimation needs a region of at least 64x64 pixels")
+    whole = _cepstral_estimate(y, max_length, max_radius)
+    tiles = tuple(_cepstral_estimate(t, max_length, max_radius).psf for t in _tiles(y))
+    agreeing = sum(agrees(whole.psf, t) for t in tiles)
+    return dataclasses.replace(whole, confidence=agreeing / TILES, tiles=tiles)
+
+
+def _cepstral_estimate(y: np.ndarray, max_length: int, max_radius: int) -> Estimate:
     c = cepstrum(y)
     h, w = c.shape
     cy, cx = h // 2, w // 2

@@ -3,6 +3,7 @@ deconvolution (forensic_vsr.ops.deblur)."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
@@ -102,7 +103,8 @@ class DeinterlaceStage(PlaneStage):
 class DeblurStage(PlaneStage):
     """Deconvolution of luma with the recipe's PSF, or one estimated blindly from the first frame
     (its region of interest where given) and then held for every frame, so all frames get the
-    same, recorded operator. With --roi only that region changes."""
+    same, recorded operator. With --roi only that region changes. An estimate of low confidence
+    is run as estimated, and flagged: one warning line on stderr and `estimate.low_confidence`."""
 
     temporal = True
 
@@ -155,6 +157,9 @@ class DeblurStage(PlaneStage):
             if self.psf is None:
                 est = estimate_psf(y)
                 self.psf, self.estimate = est.psf, est.to_json()
+                warning = est.warning()
+                if warning:  # also in the record (estimate.warning) and so in the report, beside the PSF
+                    logging.getLogger(__name__).warning("warning: %s", warning)
             if self.lam is None:
                 self.noise = round(noise_sigma(y), 4)
                 self.lam = float(default_lambda(y))
