@@ -51,7 +51,7 @@ def enhance(evidence: Path, target: Path, recipe: Recipe, examiner: Examiner, sh
         if not decision.allowed:
             _refuse(bundle, chain, decision, target)
         ingest_body, in_leaves = ingest(
-            evidence, bundle, examiner.case_id, sha_before, stat_before, show_progress, recipe.accept_decode_errors
+            evidence, bundle, examiner.case_id, sha_before, stat_before, show_progress, recipe.accept_decode_errors, rate=recipe.rate
         )
         chain.append("evidence.ingest", ingest_body)
         recipe = _bounded_frames(recipe, ingest_body["frames_decoded"])

@@ -150,10 +150,6 @@ def test_rate_option_is_checked_and_refused_for_timed_files(ffmpeg: str, tmp_pat
     assert not (tmp_path / "b0").exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="integration: pipeline.py must pass recipe.rate to ingest(), frames.py/stills.py to VideoReader, verify.py the recorded rate",
-)
 def test_rate_option_derives_timestamps_end_to_end(ffmpeg: str, tmp_path: Path, keypair: tuple[Path, Path]) -> None:
     raw = _testsrc(ffmpeg, tmp_path / "cam.h264", "25", "-c:v", "libx264", "-bsf:v", "h264_mp4toannexb", fmt="h264", frames=4)
     bundle = _enhance(raw, tmp_path / "b", keypair, "--rate", "30000/1001")

@@ -14,6 +14,7 @@ import functools
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -337,8 +338,8 @@ def _map(run: _Run, step: dict[str, Any], check: str, entry: dict[str, Any]) -> 
     return _compare_lines(check, f"{video} decoded now", _decode_lines(run.bundle / video), framehash, recorded)
 
 
-def _decode_lines(path: Path, decoder: DecoderSettings = BITEXACT_DECODE) -> list[FrameHash]:
-    _head, lines, reader = video_framehashes(path, decoder)
+def _decode_lines(path: Path, decoder: DecoderSettings = BITEXACT_DECODE, rate: Fraction | None = None) -> list[FrameHash]:
+    _head, lines, reader = video_framehashes(path, decoder, rate)
     with reader:
         return [fh for fh, _ in lines]
 
@@ -387,7 +388,10 @@ def _evidence(run: _Run, evidence: Path) -> Iterator[Check]:
     except IntegrityError as exc:
         yield _fail("evidence.frames", f"the recorded decoder settings cannot be reproduced: {exc}")
         return
-    lines = _decode_lines(evidence, decoder)
+    derived = (ingest.get("timing") or {}).get("derived") or {}
+    # timestamps the evidence does not carry were derived from the examiner's --rate: derive them alike
+    rate = Fraction(str(derived["rate"])) if str(derived.get("from", "")).startswith("--rate") and derived.get("rate") else None
+    lines = _decode_lines(evidence, decoder, rate)
     yield _compare_lines(
         "evidence.frames",
         f"{evidence.name} decoded now ({' '.join(f'-{k} {v}' for k, v in decoder.options().items()) or 'plain decode'})",

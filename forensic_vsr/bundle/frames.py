@@ -73,7 +73,10 @@ class FramePass:
     def run(self, start: int, end: int, show_progress: bool | None) -> tuple[StepRecord, list[bytes]]:
         """Returns the step summary and the Merkle leaf hashes of output.framehash."""
         recipe, model = self.recipe, self.model
-        with VideoReader(self.evidence) as reader, open(self.bundle.path(HASHES_SCRATCH), "w", encoding="ascii") as self.hashes:
+        with (
+            VideoReader(self.evidence, rate=recipe.rate) as reader,
+            open(self.bundle.path(HASHES_SCRATCH), "w", encoding="ascii") as self.hashes,
+        ):
             info = reader.info
             self.src_fmt = src_fmt = info.pix_fmt
             self.dst_fmt = master_pix_fmt(src_fmt)

@@ -4,6 +4,7 @@ rendered from."""
 from __future__ import annotations
 
 import json
+from fractions import Fraction
 from typing import Any
 
 from forensic_vsr.integrity.dsse import canonical_json
@@ -74,3 +75,17 @@ def brief(record: dict[str, Any], limit: int = 900) -> str:
 
     text = json.dumps(shrink(record), sort_keys=True)
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def aspect(sar: str | None, width: int | None, height: int | None) -> str:
+    """ ", SAR a:b (DAR c:d)" for a frame of this size, or "" when the stream declares no SAR."""
+    if not sar or not width or not height:
+        return ""
+    try:
+        ratio = Fraction(str(sar).replace(":", "/"))
+    except (ValueError, ZeroDivisionError):
+        return ""
+    if ratio <= 0:
+        return ""
+    dar = ratio * width / height
+    return f", SAR {ratio.numerator}:{ratio.denominator} (DAR {dar.numerator}:{dar.denominator})"

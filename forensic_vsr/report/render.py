@@ -8,14 +8,25 @@ from pathlib import Path
 from typing import Any
 
 from forensic_vsr import __version__
-from forensic_vsr.report.content import LIMITATIONS, MAPS_TEXT, NOT_EVIDENTIAL, OPERATION_TEXT, REFERENCES, STILL_KINDS, brief, short
+from forensic_vsr.report.content import (
+    LIMITATIONS,
+    MAPS_TEXT,
+    NOT_EVIDENTIAL,
+    OPERATION_TEXT,
+    REFERENCES,
+    STILL_KINDS,
+    aspect,
+    brief,
+    short,
+)
 
 # The report template's version, recorded in report.generate: bump it with every change to what
 # the report prints or how: verify reads a byte difference as an alteration only in a report of
 # the running template (another one is checked by its facts, report/facts.py).
 # 1: format-1 bundles (none recorded); 2: the framehash cross-check carries -flags +bitexact;
+# 3: a low-confidence blind PSF estimate is printed as a warning beside the PSF;
 # 4: derived timestamps, timestamp discontinuities and repeated (duplicated) frames of the evidence.
-TEMPLATE_VERSION = 4
+TEMPLATE_VERSION = 5
 
 
 def _styles() -> dict[str, Any]:
@@ -210,7 +221,11 @@ def render(bundle: Path, records: dict[str, dict[str, Any]], stills: list[dict[s
         ["sha256 before processing", ev["sha256"]],
         ["sha256 after processing", write["evidence_sha256_after"] + (" (unchanged)" if write["evidence_unchanged"] else " (CHANGED)")],
         ["Container / codec / pix_fmt", f"{probe.get('container')} / {probe.get('codec')} / {probe.get('pix_fmt')}"],
-        ["Dimensions", f"{probe.get('width')} x {probe.get('height')}"],
+        [
+            "Dimensions",
+            f"{probe.get('width')} x {probe.get('height')}"
+            + aspect(probe.get("sample_aspect_ratio"), probe.get("width"), probe.get("height")),
+        ],
         ["Frames decoded", ingest["frames_decoded"]],
         ["Time base / VFR", f"{probe.get('time_base')} / {ingest['timing'].get('vfr')}"],
         *_timing_rows(ingest),
@@ -256,7 +271,12 @@ def render(bundle: Path, records: dict[str, dict[str, Any]], stills: list[dict[s
         ["Model card sha256", (model.get("card") or {}).get("sha256") or "-"],
         ["Weights sha256", model.get("weights_sha256") or "none (classical)"],
         ["Parameters", json.dumps(params, sort_keys=True)],
-        ["Pixel formats", f"{step['pix_fmt_in']} -> {step['pix_fmt_out']}, {step['width_out']} x {step['height_out']}"],
+        [
+            "Pixel formats",
+            f"{step['pix_fmt_in']} -> {step['pix_fmt_out']}, {step['width_out']} x {step['height_out']}"
+            + aspect(probe.get("sample_aspect_ratio"), step["width_out"], step["height_out"])
+            + " (the master and the preview carry the evidence's sample aspect ratio and chroma siting)",
+        ],
         ["Chroma siting assumed", step.get("chroma_siting_assumed")],
         ["Lossless round trip", json.dumps(step.get("lossless_round_trip"), sort_keys=True)],
     ]
@@ -274,6 +294,11 @@ def render(bundle: Path, records: dict[str, dict[str, Any]], stills: list[dict[s
         if step.get(key):
             rows.append([label, brief(step[key])])
     s.append(_table(rows, [55 * mm, W - 55 * mm], st, mono_cols=(1,)))
+    for deblur in [step.get("deblur"), *(pre.get("deblur") for pre in step.get("pre_operations") or [])]:
+        estimate = (deblur or {}).get("estimate") or {}
+        if estimate.get("low_confidence"):  # beside the PSF it warns about, in the words the run printed
+            warning = estimate.get("warning") or "the blind PSF estimate has low confidence"
+            s.append(Paragraph(f"<b>Warning:</b> {_esc(warning)}", st["body"]))
     refs = REFERENCES.get(model["id"], []) + list(who.get("references", []))
     if refs:
         s.append(Paragraph("References: " + "; ".join(_esc(r) for r in refs), st["small"]))
