@@ -24,8 +24,9 @@ from forensic_vsr.report.content import (
 # the report prints or how: verify reads a byte difference as an alteration only in a report of
 # the running template (another one is checked by its facts, report/facts.py).
 # 1: format-1 bundles (none recorded); 2: the framehash cross-check carries -flags +bitexact;
-# 3: a low-confidence blind PSF estimate is printed as a warning beside the PSF;
-# 4: derived timestamps, timestamp discontinuities and repeated (duplicated) frames of the evidence.
+# 4: derived timestamps, timestamp discontinuities and repeated (duplicated) frames of the evidence;
+# 5: SAR and DAR of evidence and output; a low-confidence blind PSF estimate is printed as a
+# warning beside the PSF (3 was never released).
 TEMPLATE_VERSION = 5
 
 
