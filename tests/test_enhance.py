@@ -226,3 +226,24 @@ def test_no_maps_is_refused_in_evidential_and_allowed_in_investigative(tmp_path:
     )
     assert done.returncode == 0, done.stderr
     assert not (tmp_path / "i" / "maps").exists()
+
+
+def test_master_and_preview_keep_the_evidence_aspect_and_siting(carphone_bundle: Path, carphone: Path) -> None:
+    """The evidence's SAR (128:117 on carphone, a 8.6% aspect change if dropped), its DAR and its
+    chroma siting are on the master and on the preview, as the real ffprobe reads them."""
+
+    def probe(path: Path) -> dict:
+        out = subprocess.run(
+            ["ffprobe", "-v", "error", "-select_streams", "v:0", "-of", "json",
+             "-show_entries", "stream=sample_aspect_ratio,display_aspect_ratio,chroma_location", str(path)],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+        return json.loads(out)["streams"][0]
+
+    evidence = probe(carphone)
+    assert evidence["sample_aspect_ratio"] == "128:117" and evidence["chroma_location"] == "left"
+    for name in ("output/master.mkv", "output/preview.mp4"):
+        got = probe(carphone_bundle / name)
+        assert got["sample_aspect_ratio"] == "128:117", name
+        assert got["display_aspect_ratio"] == "1408:1053", name  # 352x288 at 128:117
+        assert got["chroma_location"] == "left", name
