@@ -70,9 +70,9 @@ def dry_run(evidence: Path, recipe: Recipe, say: Callable[[str], None] = print) 
     one_time = max(ops_first - ops_next, 0.0)
     total = decode_each * (n_packets + selected) + ops_next * selected + one_time
     say(
-        f"expected time: about {_duration(total)} (an estimate: the operations took {ops_next:.3f} s on frame {first}"
+        f"expected time: at least {_duration(total)} (a lower-bound estimate: the operations took {ops_next:.3f} s on frame {first}"
         f"{f' after {one_time:.2f} s of one-time work' if one_time >= 0.01 else ''}, decoding {decode_each:.4f} s a frame; "
-        f"x {selected} frames, with every evidence frame decoded twice; encoding, maps and the report add to it)"
+        f"x {selected} frames, with every evidence frame decoded twice; encoding, maps, the report and signing come on top)"
     )
     say("dry run: nothing was written and no key was used")
     return True
