@@ -25,11 +25,11 @@ from forensic_vsr.bundle.limits import check_evidence_output_size
 from forensic_vsr.bundle.report import write_report
 from forensic_vsr.bundle.statement import statement
 from forensic_vsr.bundle.writer import BundleDir, write_manifest
-from forensic_vsr.errors import IntegrityError, PolicyDenied, UsageError
+from forensic_vsr.errors import IntegrityError, PolicyDenied
 from forensic_vsr.integrity import merkle
 from forensic_vsr.media import VideoReader, file_sha256
 from forensic_vsr.policy import Decision
-from forensic_vsr.recipe import Examiner, Recipe, decide_recipe, pre_models
+from forensic_vsr.recipe import Examiner, Recipe, bounded_frames, decide_recipe, pre_models
 
 
 def enhance(evidence: Path, target: Path, recipe: Recipe, examiner: Examiner, show_progress: bool | None = None) -> Path:
@@ -54,7 +54,8 @@ def enhance(evidence: Path, target: Path, recipe: Recipe, examiner: Examiner, sh
             evidence, bundle, examiner.case_id, sha_before, stat_before, show_progress, recipe.accept_decode_errors, rate=recipe.rate
         )
         chain.append("evidence.ingest", ingest_body)
-        recipe = _bounded_frames(recipe, ingest_body["frames_decoded"])
+        if recipe.frames is not None:
+            recipe = dataclasses.replace(recipe, frames=bounded_frames(recipe.frames, ingest_body["frames_decoded"]))
         start, end = recipe.frames or (0, ingest_body["frames_decoded"])
         step, out_leaves = FramePass(evidence, bundle, recipe, model, decision).run(start, end, show_progress)
         sha_after = file_sha256(evidence)
@@ -119,18 +120,6 @@ def _refuse(bundle: BundleDir, chain: ChainWriter, decision: Decision, target: P
         f"policy {decision.policy.data['id']} ({decision.policy.source}) refused the recipe; "
         f"the signed decision is in {target}:\n" + "\n".join(f"  - {r}" for r in reasons)
     )
-
-
-def _bounded_frames(recipe: Recipe, n_frames: int) -> Recipe:
-    """The recipe with --frames resolved against the decoded frame count (an open end made explicit)."""
-    if recipe.frames is None:
-        return recipe
-    a, b = recipe.frames
-    b = n_frames if b == -1 else b
-    if a >= n_frames or b > n_frames:
-        asked = f"{recipe.frames[0]}:{'' if recipe.frames[1] == -1 else recipe.frames[1]}"
-        raise UsageError(f"--frames {asked} is outside the evidence's {n_frames} decoded frames (0:{n_frames})")
-    return dataclasses.replace(recipe, frames=(a, b))
 
 
 def _output_files(step: StepRecord) -> list[str]:

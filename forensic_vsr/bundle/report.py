@@ -15,7 +15,7 @@ from forensic_vsr.errors import UsageError
 from forensic_vsr.integrity import dsse
 from forensic_vsr.models.registry import ResolvedModel
 from forensic_vsr.models.tasks import runs_on_luma
-from forensic_vsr.recipe import Examiner, Recipe
+from forensic_vsr.recipe import STILL_HELP, Examiner, Recipe
 
 
 def still_frames(step: StepRecord, requested: tuple[int, ...]) -> dict[str, int]:
@@ -27,7 +27,7 @@ def still_frames(step: StepRecord, requested: tuple[int, ...]) -> dict[str, int]
         frames["most flagged frame"] = int(maps["flagged"]["most_flagged_frame"])
     for n in requested:
         if not 0 <= n < count:
-            raise UsageError(f"--still {n}: the output has frames 0 to {count - 1} (numbered from the first output frame)")
+            raise UsageError(f"--still {n}: the output has frames 0 to {count - 1}. {STILL_HELP}")
         frames[f"requested frame {n}"] = n
     return frames
 
