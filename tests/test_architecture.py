@@ -79,6 +79,22 @@ def test_lower_layers_never_import_higher_ones() -> None:
     assert not wrong, "\n".join(wrong)
 
 
+def _module_aliases(path: Path) -> set[str]:
+    """Names a file binds to our own modules (`from forensic_vsr.cli import commands`, `import forensic_vsr.x as y`)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("forensic_vsr"):
+            found |= {
+                a.asname or a.name
+                for a in node.names
+                if (PACKAGE.parent / (node.module + "." + a.name).replace(".", "/")).exists()
+                or (PACKAGE.parent / ((node.module + "." + a.name).replace(".", "/") + ".py")).exists()
+            }
+        elif isinstance(node, ast.Import):
+            found |= {a.asname for a in node.names if a.name.startswith("forensic_vsr") and a.asname}
+    return found
+
+
 def test_no_module_imports_another_modules_private_names() -> None:
     wrong = [
         f"{_module(path)} imports {name} from {target}"
@@ -87,6 +103,12 @@ def test_no_module_imports_another_modules_private_names() -> None:
         for name in names
         if name.startswith("_") and not name.startswith("__")
     ]
+    for path in SOURCES:  # nor reaches into one: `commands._examiner(...)`
+        aliases = _module_aliases(path)
+        for node in ast.walk(ast.parse(path.read_text())):
+            private = isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__")
+            if private and isinstance(node.value, ast.Name) and node.value.id in aliases:
+                wrong.append(f"{_module(path)} uses {node.value.id}.{node.attr}")
     assert not wrong, "\n".join(wrong)
 
 

@@ -52,7 +52,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
 
     jobs_file = Path(args.jobs)
     jobs = read_jobs(jobs_file)  # a broken JOBS file is refused before the key is unlocked
-    examiner = commands._examiner(args)  # the one unlock, as enhance does it
+    examiner = commands.examiner_from_args(args)  # the one unlock, as enhance does it
     bars = not args.quiet and sys.stderr.isatty()
     try:
         report = run_batch(jobs, examiner, jobs_file, show_progress=bars, say=_say)

@@ -35,7 +35,7 @@ def cmd_hash(args: argparse.Namespace) -> int:
     return 0
 
 
-def _examiner(args: argparse.Namespace) -> Examiner:
+def examiner_from_args(args: argparse.Namespace) -> Examiner:
     """The examiner's key (one passphrase prompt), and the certificate report.pdf is signed
     under: --cert (with --cert-key for a certificate of another key), else KEY.crt beside the
     key (written by `fvsr keys generate`), else one made for the run. Both are checked here,
@@ -145,7 +145,7 @@ def cmd_enhance(args: argparse.Namespace) -> int:
         from forensic_vsr.dry_run import dry_run
 
         return 0 if dry_run(Path(args.evidence), recipe) else 3
-    examiner = _examiner(args)
+    examiner = examiner_from_args(args)
     bundle = enhance(Path(args.evidence), Path(args.output), recipe, examiner, show_progress=None if not args.quiet else False)
     print(f"bundle written: {bundle}")
     return 0
