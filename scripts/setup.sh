@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs everything forensic-vsr needs on a fresh Debian/Ubuntu machine: system tools
-# (ffmpeg for cross-checks, exiftool, poppler-utils for rendering reports), a virtual
+# (ffmpeg for cross-checks, exiftool, poppler-utils for rendering reports, chromium for the review page test), a virtual
 # environment with the CPU build of torch, and the project itself with its test extras.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +10,7 @@ need=()
 command -v ffmpeg >/dev/null || need+=(ffmpeg)
 command -v exiftool >/dev/null || need+=(libimage-exiftool-perl)
 command -v pdftoppm >/dev/null || need+=(poppler-utils)
+command -v chromium >/dev/null || need+=(chromium)  # the review page's browser test (Playwright drives it)
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing system packages: ${need[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"

@@ -44,6 +44,7 @@ class BundleFormat:
     refusal_signs_tool_version: bool  # format 1 signs the tool version only in step.run
     checkpoint: str  # "dsse": a DSSE envelope of a JSON checkpoint; "c2sp-note": a tlog-checkpoint signed note
     step_attestation: bool  # step.run is also a signed in-toto attestation in attestations/, bound by sha256
+    review_records: bool = False  # review/NNNN.json (signed by `fvsr review`) may be present; each must verify
 
 
 FORMAT_1 = BundleFormat(
@@ -65,6 +66,7 @@ FORMAT_2 = BundleFormat(
     refusal_signs_tool_version=True,
     checkpoint="c2sp-note",
     step_attestation=True,
+    review_records=True,
 )
 NOTE_SIGNED_FIELDS = ("format", "tool", "tool_version")  # manifest fields the note signs, one extension line each
 FORMATS: dict[str, BundleFormat] = {f.name: f for f in (FORMAT_1, FORMAT_2)}

@@ -33,6 +33,8 @@ from forensic_vsr.audit.bundle_format import (
 from forensic_vsr.audit.chain import read_chain
 from forensic_vsr.audit.checks import ChainView, Check, guarded
 from forensic_vsr.audit.completeness import unfinished_run
+from forensic_vsr.audit.records import step_annotations
+from forensic_vsr.audit.review import review_checks, review_files
 from forensic_vsr.audit.safe_read import (
     FRAMEHASH_HEADER_MAX,
     FRAMEHASH_LINE_MAX,
@@ -166,10 +168,15 @@ def _refusal_inventory(run: _Run) -> Iterator[Check]:
     )
 
 
+def _review_names(run: _Run, present: dict[str, str]) -> list[str]:
+    """The review records a bundle of this format may hold (checked by `_reviews`)."""
+    return review_files(present) if run.fmt is not None and run.fmt.review_records else []
+
+
 def _files(run: _Run) -> Iterator[Check]:
     run.recorded, conflicts = _recorded_files(run.view)
     present = bundle_entries(run.bundle)
-    extra = sorted(set(present) - set(run.recorded) - _unsigned_files(run))
+    extra = sorted(set(present) - set(run.recorded) - _unsigned_files(run) - set(_review_names(run, present)))
     missing = sorted(set(run.recorded) - set(present))
     odd = sorted(f"{name} is {kind}" for name, kind in present.items() if kind != "a regular file")
     problems = [*conflicts, *odd, *(f"unrecorded file {e}" for e in extra), *(f"missing file {m}" for m in missing)]
@@ -338,6 +345,21 @@ def _map(run: _Run, step: dict[str, Any], check: str, entry: dict[str, Any]) -> 
     return _compare_lines(check, f"{video} decoded now", _decode_lines(run.bundle / video), framehash, recorded)
 
 
+def _reviews(run: _Run) -> Iterator[Check]:
+    """Every review/NNNN.json (format 2) against the key, this chain's head and output.framehash."""
+    names = _review_names(run, bundle_entries(run.bundle))
+    step = run.view.first("step.run")
+    if not names or step is None:
+        return
+    subject = _subject(step, FRAMES_SUBJECT)
+    if subject is None or "output.framehash" not in run.verified:
+        yield _not_verified("output.framehash", "review")
+        return
+    out = read_framehash(run.bundle, run.recorded["output.framehash"], subject["annotations"]["tree_size"])
+    run_summary = step_annotations(step)
+    yield from review_checks(run.bundle, run.view, run.key, names, out, (run_summary["width_out"], run_summary["height_out"]))
+
+
 def _decode_lines(path: Path, decoder: DecoderSettings = BITEXACT_DECODE, rate: Fraction | None = None) -> list[FrameHash]:
     _head, lines, reader = video_framehashes(path, decoder, rate)
     with reader:
@@ -443,6 +465,7 @@ def verify_bundle(
         yield from run.note(guarded("files", lambda: _files(run)))
         yield from run.note(guarded("frames", lambda: _frames(run)))
         yield from run.note(guarded("maps", lambda: _maps(run)))
+        yield from run.note(guarded("review", lambda: _reviews(run)))
     for extra in extra_checks:
         yield from run.note(guarded(getattr(extra, "__name__", "extra_checks"), functools.partial(_extra, run, extra)))
     if evidence is not None and run.view.first("output.write") is not None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from forensic_vsr import __version__
 from forensic_vsr.allocator import keep_heap
-from forensic_vsr.cli import batch, bench, commands
+from forensic_vsr.cli import batch, bench, commands, review
 from forensic_vsr.errors import FvsrError
 from forensic_vsr.signals import Terminated, raise_on_termination
 from forensic_vsr.storage import nothing_written, write_error
@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parsers(sub)
     bench.add_parsers(sub)
     batch.add_parsers(sub)
+    review.add_parsers(sub)
     return parser
 
 
