@@ -130,6 +130,13 @@ def test_the_installed_wheel_is_what_runs_and_carries_every_data_file(installed:
     missing = sorted({".".join(p.parent.parts) for p in modules if not (installed.site_packages / p).is_file()})
     assert not missing, f"not in the wheel (add them to [tool.setuptools] packages in pyproject.toml): {', '.join(missing)}"
 
+    # every non-Python file inside the package (schemas, the review page's static files) ships too
+    tracked = subprocess.run(["git", "ls-files", "forensic_vsr"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    extra = [Path(f) for f in tracked if not f.endswith(".py")]
+    assert extra, "no package data files found"
+    absent = [str(f) for f in extra if not (installed.site_packages / f).is_file()]
+    assert not absent, f"not in the wheel (add them to [tool.setuptools.package-data]): {', '.join(absent)}"
+
     for folder, patterns in DATA_FOLDERS.items():
         shipped = [p for pattern in patterns for p in sorted((ROOT / folder).glob(pattern))]
         assert shipped, folder
