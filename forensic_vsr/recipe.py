@@ -61,6 +61,7 @@ class Recipe:
     batch: int | None = None  # frames per network pass; None: 8 on CUDA, 1 on CPU
     psf: str | None = None  # deblur: "motion:LENGTH,ANGLE", "defocus:RADIUS", a PSF image; None: estimate
     roi: tuple[int, int, int, int] | None = None  # deblur: x, y, width, height of the region to restore
+    register_roi: tuple[int, int, int, int] | None = None  # integrate, mfsr, stabilise: register on this region only
     deinterlace: str = "fields"  # deinterlace: "fields" (each field a frame, 2x rate) or "blend" (motion-adaptive)
     pre_ops: tuple[str, ...] = ()  # model ids of x1 operations run, in order, before `model` (--ops)
     rate: Fraction | None = None  # --rate: frames per second of evidence that carries no timestamps
@@ -90,6 +91,8 @@ class Recipe:
         }
         if self.psf or self.roi:
             out |= {"psf": self.psf, "roi": list(self.roi) if self.roi else None}
+        if self.register_roi is not None:
+            out["register_roi"] = list(self.register_roi)
         if self.deinterlace != "fields":
             out["deinterlace"] = self.deinterlace
         if self.weights is not None:
@@ -132,6 +135,7 @@ class Recipe:
             batch=params.get("batch"),
             psf=params.get("psf"),
             roi=(int(roi[0]), int(roi[1]), int(roi[2]), int(roi[3])) if roi else None,
+            register_roi=parse_roi(",".join(str(v) for v in params["register_roi"])) if params.get("register_roi") else None,
             deinterlace=params.get("deinterlace", "fields"),
             rate=parse_rate(params.get("rate")),
         )
@@ -178,13 +182,13 @@ def bounded_frames(frames: tuple[int, int], n_frames: int) -> tuple[int, int]:
     return a, end
 
 
-def parse_roi(text: str | None) -> tuple[int, int, int, int] | None:
+def parse_roi(text: str | None, option: str = "--roi") -> tuple[int, int, int, int] | None:
     if text is None:
         return None
     try:
         x, y, w, h = (int(v) for v in text.split(","))
     except ValueError:
-        raise UsageError(f"--roi {text}: expected X,Y,W,H in pixels") from None
+        raise UsageError(f"{option} {text}: expected X,Y,W,H in pixels") from None
     return x, y, w, h
 
 
@@ -248,6 +252,7 @@ def recipe_from_options(options: Mapping[str, Any], frames: tuple[int, int] | No
         batch=get("batch"),
         psf=get("psf"),
         roi=parse_roi(get("roi")),
+        register_roi=parse_roi(get("register_roi"), "--register-roi"),
         deinterlace=get("deinterlace") or "fields",
         rate=parse_rate(get("rate")),
     )
@@ -352,6 +357,8 @@ def decide_recipe(recipe: Recipe) -> tuple[ResolvedModel, Decision]:
     deblurs = task(model) == "deblur" or any(task(m) == "deblur" for m in pres)
     if (recipe.psf or recipe.roi) and not deblurs:
         raise UsageError("--psf and --roi apply to the deblur operation only")
+    if recipe.register_roi and not any(task(m) in ("multiframe-sr", "integrate", "stabilise") for m in [*pres, model]):
+        raise UsageError("--register-roi applies to the operations that register frames (integrate, stabilise, mfsr) only")
     if deblurs and recipe.psf:
         from forensic_vsr.ops.deblur import parse_psf
 

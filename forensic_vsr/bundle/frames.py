@@ -55,6 +55,7 @@ def stage_params(recipe: Recipe, src_fmt: str, siting: str, width: int, height: 
         batch=recipe.batch,
         psf=recipe.psf,
         roi=recipe.roi,
+        register_roi=recipe.register_roi,
         deinterlace=recipe.deinterlace,
         project=project,
     )

@@ -5,10 +5,11 @@ the reference frame.
 Model: every low-resolution frame k is the degradation A (the antialiased bicubic shrink of our
 cards) of the reference frame's high-resolution scene warped by a global affine motion M_k,
 y_k = A(warp(x, M_k)) + noise. Registration estimates M_k on the low-resolution frames (phase
-correlation for the translation, then OpenCV's ECC maximisation for the affine motion). A
-neighbour whose registration fails (ECC does not converge or its correlation is under the
-threshold) is left out, and where no neighbour registers the frame falls back to single-frame
-back-projection: both are recorded per frame. Pixels where a registered neighbour disagrees
+correlation for the translation, then OpenCV's ECC maximisation for the affine motion), on the
+pixels that do not move (forensic_vsr.ops.registration: a region, moving content masked). A
+neighbour whose registration fails (ECC does not converge, its correlation is under the
+threshold or its residual over the limit) is left out, and where no neighbour registers the
+frame falls back to single-frame back-projection: both are recorded per frame. Pixels where a registered neighbour disagrees
 with the reference by more than `outlier_levels` (moving objects, occlusions) carry no weight.
 
 IBP: x <- x + (1/K) sum_k warp_back_k(U(mask_k * (y_k - A warp_k(x)))), with U a bicubic
@@ -20,13 +21,14 @@ add lies in the null space of A: the synthesized-content map shows where."""
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import cv2
 import numpy as np
 
 from forensic_vsr.ops.degrade import weights
+from forensic_vsr.ops.registration import Registration, RegistrationRegion, register
 
 
 @functools.lru_cache(maxsize=8)
@@ -56,58 +58,6 @@ def shrink(x: np.ndarray, scale: int) -> np.ndarray:
     return _shrink_axis0(_shrink_axis0(x, scale).T, scale).T
 
 
-@dataclass(frozen=True)
-class Registration:
-    offset: int  # neighbour index minus reference index
-    ok: bool
-    matrix: tuple[tuple[float, ...], ...] | None  # 2x3: neighbour(M p) = reference(p), low-res pixels
-    ecc: float | None
-    reason: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "offset": self.offset,
-            "ok": self.ok,
-            "ecc": None if self.ecc is None else round(self.ecc, 5),
-            "matrix": None if self.matrix is None else [[round(v, 5) for v in row] for row in self.matrix],
-            **({"reason": self.reason} if self.reason else {}),
-        }
-
-
-def register(
-    reference: np.ndarray, neighbour: np.ndarray, offset: int, ecc_threshold: float, motion: str = "translation", max_shift: float = 0.2
-) -> Registration:
-    """Global motion of `neighbour` against `reference` (same size): a translation, or an affine
-    motion refined from it (kept only where it correlates better and stays near the identity).
-    Small frames register more accurately with the translation model (fewer parameters)."""
-    ref = reference.astype(np.float32)
-    nb = neighbour.astype(np.float32)
-    h, w = ref.shape
-    window = cv2.createHanningWindow((w, h), cv2.CV_32F)
-    (dx, dy), _ = cv2.phaseCorrelate(ref, nb, window)
-    warp = np.array([[1, 0, dx], [0, 1, dy]], np.float32)
-    criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 100, 1e-6)
-    try:  # translation first (well conditioned), then the affine refinement from there
-        cc, warp = cv2.findTransformECC(ref, nb, warp, cv2.MOTION_TRANSLATION, criteria, None, 5)
-    except cv2.error as exc:
-        return Registration(offset, False, None, None, f"ECC did not converge ({str(exc).strip().splitlines()[-1][:80]})")
-    if motion == "affine":
-        try:
-            cc_affine, affine = cv2.findTransformECC(ref, nb, warp.copy(), cv2.MOTION_AFFINE, criteria, None, 5)
-            if np.abs(affine[:, :2] - np.eye(2)).max() <= 0.05 and cc_affine >= cc:
-                cc, warp = cc_affine, affine
-        except cv2.error:
-            pass  # keep the translation
-    m = tuple(tuple(float(v) for v in row) for row in warp)
-    if abs(m[0][2]) > max_shift * w or abs(m[1][2]) > max_shift * h:
-        return Registration(offset, False, m, float(cc), f"motion larger than {max_shift:.0%} of the frame")
-    if abs(m[0][0] - 1) > 0.05 or abs(m[1][1] - 1) > 0.05 or abs(m[0][1]) > 0.05 or abs(m[1][0]) > 0.05:
-        return Registration(offset, False, m, float(cc), "affine part outside 5% of the identity")
-    if cc < ecc_threshold:
-        return Registration(offset, False, m, float(cc), f"correlation {cc:.3f} under {ecc_threshold}")
-    return Registration(offset, True, m, float(cc))
-
-
 def _hr_matrix(m: tuple[tuple[float, ...], ...], scale: int) -> np.ndarray:
     """The low-resolution affine motion in high-resolution pixel coordinates (pixel centres:
     p_hr = s * p_lr + (s - 1) / 2)."""
@@ -126,11 +76,12 @@ class MfsrParams:
     ecc_threshold: float = 0.9
     outlier_levels: float = 12.0  # in 8-bit levels
     motion: str = "translation"  # or "affine"
+    where: RegistrationRegion = field(default_factory=RegistrationRegion)  # what the neighbours are registered on
 
     @classmethod
-    def from_card(cls, params: dict[str, Any], scale: int) -> MfsrParams:
+    def from_card(cls, params: dict[str, Any], scale: int, where: RegistrationRegion | None = None) -> MfsrParams:
         keys = ("radius", "iterations", "ecc_threshold", "outlier_levels", "motion")
-        return cls(scale=scale, **{k: params[k] for k in keys if k in params})
+        return cls(scale=scale, **{k: params[k] for k in keys if k in params}, where=where or RegistrationRegion())
 
 
 def super_resolve(frames: list[np.ndarray], ref_index: int, p: MfsrParams, max_value: int = 255) -> tuple[np.ndarray, list[Registration]]:
@@ -145,7 +96,7 @@ def super_resolve(frames: list[np.ndarray], ref_index: int, p: MfsrParams, max_v
     for i, frame in enumerate(frames):
         if i == ref_index:
             continue
-        reg = register(ref, frame, i - ref_index, p.ecc_threshold, p.motion)
+        reg = register(ref, frame, i - ref_index, p.ecc_threshold, p.motion, where=p.where, max_value=max_value)
         regs.append(reg)
         if not reg.ok or reg.matrix is None:
             continue

@@ -46,6 +46,7 @@ class StageParams:
     batch: int | None = None
     psf: str | None = None
     roi: tuple[int, int, int, int] | None = None
+    register_roi: tuple[int, int, int, int] | None = None  # temporal operations register on this region only
     deinterlace: str = "fields"
     project: bool = False  # project the network's luma onto the input's consistent set
     keep_maps: bool = True  # False for a step before the main one: its extra maps are not written

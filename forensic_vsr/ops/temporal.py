@@ -2,7 +2,8 @@
 error that measures temporal consistency.
 
 Stabilise: every frame is registered to a reference frame (the first of the range) with the
-same sub-pixel global registration as multi-frame SR (forensic_vsr.ops.mfsr.register), and
+same sub-pixel global registration as multi-frame SR (forensic_vsr.ops.registration.register,
+on what does not move), and
 warped onto it; the estimated motion of every frame is recorded, so an examiner can align a
 plate or a face across frames. Area the warp uncovers is black, never filled in.
 
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from forensic_vsr.ops.mfsr import Registration, register
+from forensic_vsr.ops.registration import Registration, RegistrationRegion, register
 
 
 def warp_plane(plane: np.ndarray, matrix: tuple[tuple[float, ...], ...], sx: int = 1, sy: int = 1, vmax: int = 255) -> np.ndarray:
@@ -63,9 +64,17 @@ class IntegrationStats:
 
 
 def integrate(
-    frames: list[np.ndarray], ref_index: int, ecc_threshold: float, outlier_levels: float, motion: str = "translation"
+    frames: list[np.ndarray],
+    ref_index: int,
+    ecc_threshold: float,
+    outlier_levels: float,
+    motion: str = "translation",
+    where: RegistrationRegion | None = None,
+    max_value: int = 255,
 ) -> tuple[np.ndarray, IntegrationStats]:
-    """Mean of `frames` registered onto frames[ref_index] (float64, luma-level units)."""
+    """Mean of `frames` registered onto frames[ref_index] (float64, luma-level units); a
+    neighbour whose registration fails (`where` says on what, and when a residual fails it) is
+    left out."""
     ref = frames[ref_index].astype(np.float64)
     h, w = ref.shape
     total = ref.copy()
@@ -75,7 +84,7 @@ def integrate(
     for i, frame in enumerate(frames):
         if i == ref_index:
             continue
-        reg = register(ref, frame, i - ref_index, ecc_threshold, motion)
+        reg = register(ref, frame, i - ref_index, ecc_threshold, motion, where=where, max_value=max_value)
         regs.append(reg)
         if not reg.ok or reg.matrix is None:
             continue

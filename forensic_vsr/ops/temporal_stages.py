@@ -1,19 +1,49 @@
 """Stages that register frames over time: multi-frame SR (forensic_vsr.ops.mfsr), stabilisation
-and frame integration (forensic_vsr.ops.temporal). Every registration is recorded per frame."""
+and frame integration (forensic_vsr.ops.temporal). Every registration is recorded per frame, with
+its residual and what it was estimated on (forensic_vsr.ops.registration); what was left
+unregistered is said in one line, in the record's `registration_summary` and on stderr."""
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 from typing import Any
 
 import numpy as np
 
 from forensic_vsr.models.registry import ResolvedModel
+from forensic_vsr.ops.registration import RegistrationRegion
 from forensic_vsr.ops.stages import Done, Key, Planes, PlaneStage, StageParams, WindowStage
 
 
 def _card_params(model: ResolvedModel) -> dict[str, Any]:
     return (model.architecture or {}).get("params", {})
+
+
+def _where(model: ResolvedModel, params: StageParams) -> RegistrationRegion:
+    return RegistrationRegion.for_stage(_card_params(model), params.register_roi, params.in_width, params.in_height)
+
+
+def registration_summary(operation: str, per_frame: list[dict[str, Any]]) -> str:
+    """One line on what did not register, for the record and for stderr (logged as a warning
+    when anything failed). `per_frame` entries carry `registrations` (neighbours) or `ok`."""
+    if any("registrations" in f for f in per_frame):
+        regs = [(f["frame"], r) for f in per_frame for r in f.get("registrations", [])]
+        bad = [(frame, r) for frame, r in regs if not r["ok"]]
+        what = f"{len(bad)} of {len(regs)} neighbour registrations rejected and left out"
+        frames = sorted({frame + r["offset"] for frame, r in bad})
+    else:
+        bad_frames = [f for f in per_frame if not f["ok"]]
+        what = f"{len(bad_frames)} of {len(per_frame)} frames not registered, passed through unaligned"
+        frames = [f["frame"] for f in bad_frames]
+        bad = [(f["frame"], f) for f in bad_frames]
+    if not bad:
+        return f"{operation}: every registration passed"
+    reasons = sorted({str(r.get("reason", "")).split(" (")[0] for _, r in bad})
+    shown = ", ".join(str(f) for f in frames[:12]) + (f" and {len(frames) - 12} more" if len(frames) > 12 else "")
+    line = f"{operation}: {what} (frames {shown}; {'; '.join(reasons)})"
+    logging.getLogger(__name__).warning("warning: %s", line)
+    return line
 
 
 class MultiFrameStage(WindowStage):
@@ -26,7 +56,7 @@ class MultiFrameStage(WindowStage):
         super().__init__(model, params)
         from forensic_vsr.ops.mfsr import MfsrParams
 
-        self.mfsr = MfsrParams.from_card(_card_params(model), params.scale)
+        self.mfsr = MfsrParams.from_card(_card_params(model), params.scale, _where(model, params))
         self.radius = self.mfsr.radius
 
     def record(self) -> dict[str, Any]:
@@ -37,7 +67,9 @@ class MultiFrameStage(WindowStage):
                 "method": (
                     "ECC registration (translation or affine) + iterative back-projection + exact projection onto the reference frame"
                 ),
-                "params": dataclasses.asdict(self.mfsr),
+                "params": {k: v for k, v in dataclasses.asdict(self.mfsr).items() if k != "where"},
+                "registration": self.mfsr.where.to_json(),
+                "registration_summary": registration_summary("mfsr", self.per_frame),
                 "frames_single_frame_fallback": fallbacks,
                 "per_frame": self.per_frame,
             },
@@ -70,6 +102,7 @@ class StabiliseStage(PlaneStage):
         p = _card_params(model)
         self.ecc_threshold = float(p.get("ecc_threshold", 0.9))
         self.motion = str(p.get("motion", "translation"))
+        self.where = _where(model, params)
         self.reference: np.ndarray | None = None
         self.per_frame: list[dict[str, Any]] = []
 
@@ -81,13 +114,15 @@ class StabiliseStage(PlaneStage):
                 "reference_frame": self.per_frame[0]["frame"] if self.per_frame else None,
                 "motion_model": self.motion,
                 "ecc_threshold": self.ecc_threshold,
+                "registration": self.where.to_json(),
+                "registration_summary": registration_summary("stabilise", self.per_frame),
                 "frames_not_registered": [f["frame"] for f in self.per_frame if not f["ok"]],
                 "per_frame": self.per_frame,
             },
         }
 
     def flush(self) -> Done:
-        from forensic_vsr.ops.mfsr import register
+        from forensic_vsr.ops.registration import register
         from forensic_vsr.ops.temporal import coverage, warp_plane
 
         pending, self.pending = self.pending, []
@@ -99,7 +134,7 @@ class StabiliseStage(PlaneStage):
                 self.per_frame.append({"frame": key[0], "ok": True, "matrix": [[1, 0, 0], [0, 1, 0]], "ecc": 1.0, "coverage": 1.0})
                 done.append((key, planes, [p.copy() for p in planes]))
                 continue
-            reg = register(self.reference, luma, 0, self.ecc_threshold, self.motion)
+            reg = register(self.reference, luma, 0, self.ecc_threshold, self.motion, where=self.where, max_value=self.geometry[0][2])
             entry = reg.to_json()
             entry.pop("offset")
             if not reg.ok or reg.matrix is None:
@@ -126,6 +161,7 @@ class IntegrateStage(WindowStage):
         self.ecc_threshold = float(p.get("ecc_threshold", 0.9))
         self.outlier_levels = float(p.get("outlier_levels", 12.0))
         self.motion = str(p.get("motion", "translation"))
+        self.where = _where(model, params)
         self.maps_of: dict[Any, dict[str, np.ndarray]] = {}
 
     def record(self) -> dict[str, Any]:
@@ -137,6 +173,8 @@ class IntegrateStage(WindowStage):
                 "motion_model": self.motion,
                 "ecc_threshold": self.ecc_threshold,
                 "outlier_levels": self.outlier_levels,
+                "registration": self.where.to_json(),
+                "registration_summary": registration_summary("integrate", self.per_frame),
                 "per_frame": self.per_frame,
             },
         }
@@ -151,7 +189,7 @@ class IntegrateStage(WindowStage):
         ref, lumas = self.neighbourhood(pos)
         vmax = self.geometry[0][2]
         levels = vmax / 255.0
-        mean, stats = integrate(lumas, ref, self.ecc_threshold, self.outlier_levels * levels, self.motion)
+        mean, stats = integrate(lumas, ref, self.ecc_threshold, self.outlier_levels * levels, self.motion, self.where, vmax)
         out_luma = np.clip(np.rint(mean), 0, vmax).astype(planes[0].dtype)
         if self.params.keep_maps:
             self.maps_of[key] = {"count": stats.count.astype(np.float32), "spread": (stats.spread / levels).astype(np.float32)}
