@@ -125,6 +125,8 @@ def test_enhance_integrate_records_residuals_and_the_region(tmp_path: Path, scen
     for reg in first["registrations"]:
         assert reg["registered_on"] == "static pixels of the region" and 0 < reg["residual_levels"] < 4
         assert _error(reg["matrix"], shifts[reg["offset"]], shifts[0]) < TOLERANCE
+    again = run_fvsr("verify", bundle, "--pubkey", keypair[1], "--evidence", clip, "--reproduce")  # register_roi read back
+    assert again.returncode == 0 and "reproduced bit-exactly" in again.stdout, again.stdout
     bad = run_fvsr("enhance", clip, "-o", tmp_path / "c", *common, "--model", "lanczos", "--scale", "2", "--register-roi", roi)
     assert bad.returncode != 0 and "--register-roi applies to" in bad.stderr
     outside = run_fvsr(
