@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from forensic_vsr.errors import UsageError
+from forensic_vsr.models.blocked import pack
 
 
 class ResBlock(nn.Module):
@@ -54,6 +55,25 @@ class ResidualSR(nn.Module):
         base = F.interpolate(x, scale_factor=self.scale, mode="bicubic", align_corners=False)
         h = self.head(x)
         return base + self.tail(self.body(h) + h)
+
+
+class BlockedResidualSR:
+    """`ResidualSR.forward` for CPU inference with the activations in oneDNN's blocked layout
+    (forensic_vsr.models.blocked): the same operations in the same order on the same values, so
+    the output is bit-identical wherever `onednn_convolves(x, 1)` holds; about twice as fast."""
+
+    def __init__(self, net: ResidualSR) -> None:
+        self.scale = net.scale
+        self.packed = pack(net)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        p = self.packed
+        base = F.interpolate(x, scale_factor=self.scale, mode="bicubic", align_corners=False)
+        h = p.head(x.to_mkldnn())
+        b = h
+        for block in p.body:
+            b = block.conv2(torch.relu_(block.conv1(b))).add_(b)  # x + conv2(relu(conv1(x))): addition commutes exactly
+        return base + F.pixel_shuffle(p.tail[0](b.add_(h)).to_dense(), self.scale)
 
 
 def build(architecture: dict[str, Any]) -> nn.Module:

@@ -1,7 +1,9 @@
 """Inference on one native plane (luma). Contract: input is an (H, W) uint8/uint16 plane with
 values in [0, max_value]; output is (s*H, s*W) of the same dtype, rounded half to even and
 clipped. fp32 (fp16/bf16 on CUDA when asked: the weights and activations are cast, the output is
-read back as float32), eval mode, `torch.inference_mode`, deterministic algorithms.
+read back as float32), eval mode, `torch.inference_mode`, deterministic algorithms. On the CPU,
+planes large enough for oneDNN run with the activations in its blocked layout
+(forensic_vsr.models.blocked): the default path's arithmetic, bit for bit, about twice as fast.
 
 Frames larger than the memory budget run in tiles. Each tile is cut with a margin of input
 context at least as wide as the network's receptive field, and only its interior is kept, so
@@ -19,7 +21,8 @@ import torch
 from torch import nn
 
 from forensic_vsr.errors import IntegrityError, UsageError
-from forensic_vsr.models.arch import build, load_state_dict
+from forensic_vsr.models.arch import BlockedResidualSR, ResidualSR, build, load_state_dict
+from forensic_vsr.models.blocked import onednn_convolves
 from forensic_vsr.models.registry import ResolvedModel
 
 # Bytes of activation memory per input pixel and feature channel while a tile runs: a few live
@@ -98,6 +101,8 @@ class PlaneUpscaler:
         self.precision = precision
         self.dtype = _dtype(precision, self.device, model)
         self.net = net.eval().to(self.device, dtype=self.dtype)
+        cpu_fp32 = self.device.type == "cpu" and self.dtype == torch.float32 and torch.backends.mkldnn.is_available()
+        self.blocked = BlockedResidualSR(self.net) if cpu_fp32 and isinstance(self.net, ResidualSR) else None
         self.scale = int(model.architecture["params"]["scale"])
         self.channels = int(model.architecture["params"].get("channels", 32))
         self.margin = receptive_radius(net) + 2
@@ -123,10 +128,13 @@ class PlaneUpscaler:
         return Tiling(tile, self.margin)
 
     def _forward(self, x: np.ndarray) -> np.ndarray:
-        """(N, H, W) float32 in [0, 1] -> (N, sH, sW) float32."""
+        """(N, H, W) float32 in [0, 1] -> (N, sH, sW) float32. On the CPU, the blocked-layout
+        copy of the network runs wherever it is the default path's arithmetic (its head
+        convolution has one input channel)."""
         t = torch.from_numpy(np.ascontiguousarray(x))[:, None].to(self.device, dtype=self.dtype)
+        net = self.blocked if self.blocked is not None and onednn_convolves(t, 1) else self.net
         with torch.inference_mode():
-            return self.net(t)[:, 0].float().cpu().numpy()
+            return net(t)[:, 0].float().cpu().numpy()
 
     def _run(self, x: np.ndarray) -> np.ndarray:
         """(N, H, W) float32 -> (N, sH, sW) float32, tiled when the budget requires it."""

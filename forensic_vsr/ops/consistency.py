@@ -66,17 +66,30 @@ class Projector:
         return x_hat + self.pinv(y - self.degrade(x_hat))
 
     def project_in_range(self, x_hat: np.ndarray, y: np.ndarray, max_value: int, target: float, iterations: int = 10) -> np.ndarray:
+        """The projected output rounded to samples in [0, max_value] (float64): `project_to_samples`
+        without its residual."""
+        return self.project_to_samples(x_hat, y, max_value, target, iterations)[0]
+
+    def project_to_samples(
+        self, x_hat: np.ndarray, y: np.ndarray, max_value: int, target: float, iterations: int = 10
+    ) -> tuple[np.ndarray, float]:
         """Alternate projections onto the consistent set and onto the valid sample range
         [0, max_value] (POCS) until the rounded result's residual is at most `target` or the
         iterations run out. Without this, clipping the ringing of a projected sharp edge can
-        break consistency at saturated pixels."""
+        break consistency at saturated pixels. Returns the rounded samples (float64) and their
+        RMS residual, the one the loop measured (a second A x of the same samples is not needed)."""
         x = self.project(x_hat, y)
+        rounded, residual = self._rounded(x, y, max_value)
         for _ in range(iterations):
-            rounded = np.clip(np.rint(x), 0, max_value)
-            if self.rms_residual(rounded, y) <= target:
+            if residual <= target:
                 break
             x = self.project(np.clip(x, 0, max_value), y)
-        return x
+            rounded, residual = self._rounded(x, y, max_value)
+        return rounded, residual
+
+    def _rounded(self, x: np.ndarray, y: np.ndarray, max_value: int) -> tuple[np.ndarray, float]:
+        rounded = np.clip(np.rint(x), 0, max_value)
+        return rounded, self.rms_residual(rounded, y)
 
     def rms_residual(self, x: np.ndarray, y: np.ndarray) -> float:
         d = self.degrade(x.astype(np.float64)) - y

@@ -164,9 +164,9 @@ class PlaneStage:
             return to_samples(x_hat, vmax, plane.dtype)
         y = plane.astype(np.float64)
         target = 0.25 * vmax / 255  # a quarter of an 8-bit level, well inside any sane tolerance
-        out = to_samples(self.projector.project_in_range(x_hat, y, vmax, target), vmax, plane.dtype)
-        self.residuals.append(self.projector.rms_residual(out, y) * 255 / vmax)  # in 8-bit levels whatever the depth
-        return out
+        samples, residual = self.projector.project_to_samples(x_hat, y, vmax, target)
+        self.residuals.append(residual * 255 / vmax)  # in 8-bit levels whatever the depth
+        return samples.astype(plane.dtype)
 
     def classical(self, plane: np.ndarray, geometry: tuple[int, int, int]) -> np.ndarray:
         sx, sy, vmax = geometry
