@@ -62,6 +62,7 @@ class Recipe:
     psf: str | None = None  # deblur: "motion:LENGTH,ANGLE", "defocus:RADIUS", a PSF image; None: estimate
     roi: tuple[int, int, int, int] | None = None  # deblur: x, y, width, height of the region to restore
     register_roi: tuple[int, int, int, int] | None = None  # integrate, mfsr, stabilise: register on this region only
+    registration: str = "static"  # integrate, mfsr, stabilise: "static" (moving content masked) or "whole" (the whole frame)
     deinterlace: str = "fields"  # deinterlace: "fields" (each field a frame, 2x rate) or "blend" (motion-adaptive)
     pre_ops: tuple[str, ...] = ()  # model ids of x1 operations run, in order, before `model` (--ops)
     rate: Fraction | None = None  # --rate: frames per second of evidence that carries no timestamps
@@ -93,6 +94,8 @@ class Recipe:
             out |= {"psf": self.psf, "roi": list(self.roi) if self.roi else None}
         if self.register_roi is not None:
             out["register_roi"] = list(self.register_roi)
+        if self.registration != "whole":  # a record without it registered on the whole frame, as releases before it did
+            out["registration"] = self.registration
         if self.deinterlace != "fields":
             out["deinterlace"] = self.deinterlace
         if self.weights is not None:
@@ -136,6 +139,7 @@ class Recipe:
             psf=params.get("psf"),
             roi=(int(roi[0]), int(roi[1]), int(roi[2]), int(roi[3])) if roi else None,
             register_roi=parse_roi(",".join(str(v) for v in params["register_roi"])) if params.get("register_roi") else None,
+            registration=params.get("registration", "whole"),  # what releases before it did
             deinterlace=params.get("deinterlace", "fields"),
             rate=parse_rate(params.get("rate")),
         )
@@ -253,6 +257,7 @@ def recipe_from_options(options: Mapping[str, Any], frames: tuple[int, int] | No
         psf=get("psf"),
         roi=parse_roi(get("roi")),
         register_roi=parse_roi(get("register_roi"), "--register-roi"),
+        registration=get("registration") or "static",
         deinterlace=get("deinterlace") or "fields",
         rate=parse_rate(get("rate")),
     )

@@ -25,6 +25,10 @@ CASES: dict[str, tuple[list[str], bool]] = {
     "deinterlace": (["--model", "deinterlace", "--scale", "1", "--frames", "0:2"], False),
     "stabilise": (["--model", "stabilise", "--scale", "1", "--frames", "0:3"], False),
     "integrate": (["--model", "integrate", "--scale", "1", "--frames", "0:4"], True),
+    # the registration of releases before moving-content masking: old runs reproduce exactly
+    "mfsr-x2-whole": (["--model", "mfsr-x2", "--scale", "2", "--frames", "0:3", "--registration", "whole"], False),
+    "stabilise-whole": (["--model", "stabilise", "--scale", "1", "--frames", "0:3", "--registration", "whole"], False),
+    "integrate-whole": (["--model", "integrate", "--scale", "1", "--frames", "0:4", "--registration", "whole"], True),
     "chain": (["--ops", "deinterlace,deblur,sr", "--model", "lanczos", "--scale", "2", "--frames", "0:2"], False),
 }
 

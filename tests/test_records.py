@@ -51,6 +51,7 @@ def recipes(draw: st.DrawFn) -> Recipe:
         if model == "deblur"
         else None,
         deinterlace=draw(st.sampled_from(["fields", "blend"])),
+        registration=draw(st.sampled_from(["static", "whole"])),
         pre_ops=pre_ops,
     )
 

@@ -56,6 +56,7 @@ def stage_params(recipe: Recipe, src_fmt: str, siting: str, width: int, height: 
         psf=recipe.psf,
         roi=recipe.roi,
         register_roi=recipe.register_roi,
+        registration=recipe.registration,
         deinterlace=recipe.deinterlace,
         project=project,
     )

@@ -126,6 +126,12 @@ def add_recipe_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--roi", help="--model deblur: X,Y,W,H region to estimate the PSF on and restore (default: the whole frame)")
     p.add_argument("--register-roi", help="integrate, stabilise, mfsr: X,Y,W,H region of what does not move, to register frames on")
+    p.add_argument(
+        "--registration",
+        choices=["static", "whole"],
+        help="integrate, stabilise, mfsr: register on what does not move, moving content masked (static, default) "
+        "or on the whole frame (whole, what earlier releases did)",
+    )
     p.add_argument("--policy", help="a policy file of your own (validated against policies/schema.json)")
     p.add_argument(
         "--override-policy", metavar="REASON", help="accept an evidential --policy weaker than the built-in one; the reason is recorded"

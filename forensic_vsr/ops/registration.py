@@ -77,19 +77,19 @@ class RegistrationRegion:
 
     @classmethod
     def for_stage(
-        cls, card_params: dict[str, Any], region: tuple[int, int, int, int] | None, width: int, height: int
+        cls, card_params: dict[str, Any], strategy: str, region: tuple[int, int, int, int] | None, width: int, height: int
     ) -> RegistrationRegion:
-        """What a temporal stage registers on: the card's `registration` strategy (default
-        "static") and `max_residual_levels` (default 16), the recipe's --register-roi, checked
-        against the frame (a UsageError names the problem)."""
-        strategy = str(card_params.get("registration", "static"))
+        """What a temporal stage registers on: the recipe's strategy (--registration; "whole" is what
+        releases before it did, with no residual rejection, so their runs reproduce) and
+        --register-roi, checked against the frame (a UsageError names the problem), and the card's
+        `max_residual_levels` (default 16) for the static strategy."""
         if strategy not in STRATEGIES:
             raise UsageError(f"registration strategy {strategy!r}: use one of {', '.join(STRATEGIES)}")
         try:
             region_mask((height, width), region)
         except ValueError as exc:
             raise UsageError(f"--register-roi: {exc}") from None
-        limit = card_params.get("max_residual_levels", DEFAULT_MAX_RESIDUAL)
+        limit = card_params.get("max_residual_levels", DEFAULT_MAX_RESIDUAL) if strategy == "static" else None
         return cls(strategy, region, None if limit is None else float(limit))
 
     def to_json(self) -> dict[str, Any]:

@@ -47,6 +47,7 @@ class StageParams:
     psf: str | None = None
     roi: tuple[int, int, int, int] | None = None
     register_roi: tuple[int, int, int, int] | None = None  # temporal operations register on this region only
+    registration: str = "static"  # temporal operations: "static" (moving content masked) or "whole"
     deinterlace: str = "fields"
     project: bool = False  # project the network's luma onto the input's consistent set
     keep_maps: bool = True  # False for a step before the main one: its extra maps are not written

@@ -21,7 +21,7 @@ def _card_params(model: ResolvedModel) -> dict[str, Any]:
 
 
 def _where(model: ResolvedModel, params: StageParams) -> RegistrationRegion:
-    return RegistrationRegion.for_stage(_card_params(model), params.register_roi, params.in_width, params.in_height)
+    return RegistrationRegion.for_stage(_card_params(model), params.registration, params.register_roi, params.in_width, params.in_height)
 
 
 def registration_summary(operation: str, per_frame: list[dict[str, Any]]) -> str:
