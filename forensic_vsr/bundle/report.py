@@ -39,23 +39,26 @@ def write_report(
     from forensic_vsr.report.content import report_records
     from forensic_vsr.report.facts import running_renderer
     from forensic_vsr.report.render import render
-    from forensic_vsr.report.stills import make_stills
+    from forensic_vsr.report.stills import make_stills, write_psf
 
     maps = step.maps
     threshold = maps["flagged"]["threshold_levels"] if maps else 8.0
     per_input = step.frames_per_input
     map_scale = maps.get("scale") if maps else None
     frames = still_frames(step, recipe.stills)
-    made = make_stills(bundle.dir, evidence, frames, step.frames.start, threshold, per_input, map_scale)
-    stills = json.loads(dsse.canonical_json(made))
+    made = make_stills(bundle.dir, evidence, frames, step.frames.start, threshold, per_input, map_scale, recipe.roi)
+    deblurs = [step.deblur, *(pre.get("deblur") for pre in step.pre_operations)]
+    psf = write_psf(bundle.dir, next((d["psf"] for d in deblurs if d and d.get("psf")), None))
+    stills = json.loads(dsse.canonical_json(made + ([psf] if psf else [])))
     refs = list(model.card.data.get("references", [])) if model.card is not None and (runs_on_luma(model) or recipe.scale == 1) else []
-    records = report_records(chain.bodies, examiner.name, chain.signer.keyid, refs)
+    cert = examiner.certificate or report_certificate(examiner.signer)
+    subject = cert.signing.subject.rfc4514_string()
+    records = report_records(chain.bodies, examiner.name, chain.signer.keyid, refs, subject)
     head = chain.digests[-1]
     draft = bundle.path(".report-unsigned.pdf")
     render(bundle.dir, records, stills, head, draft)
     unsigned = draft.read_bytes()
     draft.unlink()
-    cert = examiner.certificate or report_certificate(examiner.signer)
     signed = sign_pdf(unsigned, examiner.signer, cert, f"forensic-vsr {recipe.mode} report, chain head {head}")
     with open(bundle.path(layout.REPORT), "xb") as fh:
         fh.write(signed)
@@ -65,7 +68,7 @@ def write_report(
         "signature": {
             "format": "PAdES baseline (ETSI.CAdES.detached), incremental update",
             "certificate_sha256": cert.sha256,
-            "certificate_subject": cert.signing.subject.rfc4514_string(),
+            "certificate_subject": subject,
             "self_signed": cert.self_signed,
         },
         "stills": stills,

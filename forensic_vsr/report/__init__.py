@@ -7,5 +7,7 @@ the verified records and compares it with `report.pdf` byte for byte, which prov
 printed in the report is the bundle's.
 
 Modules: `content` (fixed texts and the records the report reads), `stills` (the PNG stills, made
-at enhance time; the only one that imports OpenCV), `render` (the PDF), `checks` (rendering again
-for `fvsr verify`, which imports neither torch nor OpenCV)."""
+at enhance time; the only one that imports OpenCV), `figures` (crops, overviews and the PSF cut
+from the stills with Pillow at render time), `tables` (parameters with units, filtered metadata),
+`render` (the PDF), `checks` (rendering again for `fvsr verify`, which imports neither torch nor
+OpenCV)."""

@@ -33,7 +33,8 @@ def report_inputs(view: ChainView) -> tuple[dict[str, Any] | None, dict[str, Any
         head = record_digest(line)
     examiner = next((p["actor"]["name"] for p in view.payloads if p is not None), "")
     keyid = next((p["actor"]["keyid"] for p in view.payloads if p is not None), "")
-    records = report_records(bodies, examiner, keyid, (rec or {}).get("references", []))
+    subject = (rec or {}).get("signature", {}).get("certificate_subject")
+    records = report_records(bodies, examiner, keyid, (rec or {}).get("references", []), subject)
     return rec, records, rec["chain_head"] if rec else str(head)
 
 

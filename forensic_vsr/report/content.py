@@ -4,6 +4,7 @@ rendered from."""
 from __future__ import annotations
 
 import json
+import re
 from fractions import Fraction
 from typing import Any
 
@@ -48,33 +49,45 @@ LIMITATIONS = [
 ]
 
 
-def report_records(chain_bodies: dict[str, Any], examiner: str, keyid: str, references: list[str]) -> dict[str, Any]:
+def report_records(
+    chain_bodies: dict[str, Any], examiner: str, keyid: str, references: list[str], certificate_subject: str | None = None
+) -> dict[str, Any]:
     """What `report.render` reads: the records' bodies by type, as JSON gives them back (so the
     report rendered at enhance time and by `fvsr verify` are built from identical values)."""
     records: dict[str, Any] = json.loads(canonical_json(chain_bodies))
     records["_meta"] = {"examiner": examiner, "keyid": keyid, "references": list(references)}
+    if certificate_subject:
+        records["_meta"]["certificate_subject"] = certificate_subject
     return records
+
+
+DEFAULT_EXAMINER = "examiner"  # the name `fvsr enhance` records when neither --examiner, FVSR_EXAMINER nor USER is set
+
+
+def common_name(subject: str | None) -> str | None:
+    """The CN of an RFC 4514 subject ("CN=Jane Doe,O=Lab"), unescaped; None when it has none."""
+    for part in re.split(r"(?<!\\),", subject or ""):
+        key, _, value = part.partition("=")
+        if key.strip().upper() == "CN" and value:
+            return re.sub(r"\\(.)", r"\1", value)
+    return None
+
+
+def examiner_shown(meta: dict[str, Any]) -> str:
+    """The examiner as the report prints it: the recorded name, or, where it is the placeholder
+    (or empty), the name the report certificate was issued to, with the recorded one beside it;
+    a certificate issued to another name is named beside the recorded one."""
+    name = str(meta.get("examiner") or "")
+    cn = common_name(meta.get("certificate_subject"))
+    if not cn or cn == name:
+        return name or "-"
+    if name in ("", DEFAULT_EXAMINER):
+        return f"{cn} (from the report certificate; recorded name: {name or '-'})"
+    return f"{name} (report certificate issued to {cn})"
 
 
 def short(h: str | None, n: int = 16) -> str:
     return "-" if not h else f"{h[:n]}…"
-
-
-def brief(record: dict[str, Any], limit: int = 900) -> str:
-    """A record for a table cell: per-frame lists summarised (count, min, max), the rest as JSON."""
-
-    def shrink(v: Any) -> Any:
-        if isinstance(v, dict):
-            return {k: shrink(x) for k, x in v.items()}
-        if isinstance(v, list) and len(v) > 6:
-            nums = [x for x in v if isinstance(x, int | float)]
-            if len(nums) == len(v):
-                return f"{len(v)} values, min {min(nums)}, max {max(nums)}"
-            return [shrink(x) for x in v[:3]] + [f"... {len(v) - 3} more"]
-        return v
-
-    text = json.dumps(shrink(record), sort_keys=True)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def aspect(sar: str | None, width: int | None, height: int | None) -> str:

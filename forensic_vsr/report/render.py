@@ -14,11 +14,12 @@ from forensic_vsr.report.content import (
     NOT_EVIDENTIAL,
     OPERATION_TEXT,
     REFERENCES,
-    STILL_KINDS,
     aspect,
-    brief,
+    examiner_shown,
     short,
 )
+from forensic_vsr.report.figures import psf_block, still_block
+from forensic_vsr.report.tables import all_metadata, parameter_rows, relevant_metadata
 
 # The report template's version, recorded in report.generate: bump it with every change to what
 # the report prints or how: verify reads a byte difference as an alteration only in a report of
@@ -26,8 +27,34 @@ from forensic_vsr.report.content import (
 # 1: format-1 bundles (none recorded); 2: the framehash cross-check carries -flags +bitexact;
 # 4: derived timestamps, timestamp discontinuities and repeated (duplicated) frames of the evidence;
 # 5: SAR and DAR of evidence and output; a low-confidence blind PSF estimate is printed as a
-# warning beside the PSF (3 was never released).
-TEMPLATE_VERSION = 5
+# warning beside the PSF (3 was never released); 6: stills as a magnified crop (evidence | enhanced |
+# map, nearest-neighbour zoom, scale bar) and a reduced overview, times in seconds, parameters as
+# tables with units, metadata filtered (the full dump in an appendix), the examiner's name from the
+# report certificate, the PDF's dates from the run's start, the PSF drawn.
+TEMPLATE_VERSION = 6
+
+
+def _pdf_canvas(started: str) -> Any:
+    """A reportlab canvas whose CreationDate and ModDate are the run's recorded start (UTC), not
+    invariant mode's fixed 2000-01-01: still a function of the records, so the bytes stay the same."""
+    import calendar
+    import datetime
+
+    from reportlab.pdfbase.pdfdoc import TimeStamp
+    from reportlab.pdfgen.canvas import Canvas
+
+    when = datetime.datetime.fromisoformat(started.replace("Z", "+00:00")).astimezone(datetime.UTC)
+    stamp = TimeStamp(invariant=True)
+    stamp.t = calendar.timegm(when.timetuple())
+    stamp.lt = when.timetuple()
+    stamp.YMDhms = tuple(stamp.lt)[:6]
+
+    class RunDatedCanvas(Canvas):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._doc._timeStamp = stamp
+
+    return RunDatedCanvas
 
 
 def _styles() -> dict[str, Any]:
@@ -48,6 +75,14 @@ def _styles() -> dict[str, Any]:
 
 def _esc(text: Any) -> str:
     return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _params(rows: list[list[str]], width: float, st: dict[str, Any], label: str = "") -> Any:
+    """A table of [name, value, unit] rows (`tables.parameter_rows`), under a header."""
+    from reportlab.lib.units import mm
+
+    head = [[label or "Parameter", "Value", "Unit"]]
+    return _table(head + rows, [70 * mm, width - 92 * mm, 22 * mm], st)
 
 
 def _table(rows: list[list[Any]], widths: list[float], st: dict[str, Any], mono_cols: tuple[int, ...] = ()) -> Any:
@@ -121,7 +156,7 @@ def render(bundle: Path, records: dict[str, dict[str, Any]], stills: list[dict[s
     from reportlab.lib import colors
     from reportlab.lib.pagesizes import A4
     from reportlab.lib.units import mm
-    from reportlab.platypus import Image, KeepTogether, PageBreak, Paragraph, SimpleDocTemplate, Spacer
+    from reportlab.platypus import KeepTogether, PageBreak, Paragraph, SimpleDocTemplate, Spacer
 
     st = _styles()
     decision, ingest, step_rec, write = (records[k] for k in ("policy.decision", "evidence.ingest", "step.run", "output.write"))
@@ -140,7 +175,7 @@ def render(bundle: Path, records: dict[str, dict[str, Any]], stills: list[dict[s
     maps = step.get("maps")
     case_id = ingest.get("case_id") or "-"
     who = records.get("_meta", {})
-    examiner = who.get("examiner", "")
+    examiner = examiner_shown(who)
     deps = {d["name"]: d for d in build["resolvedDependencies"]}
     card_dep = deps.get(f"model-card:{model['id']}", {})
     title = f"forensic-vsr report — case {case_id}"
@@ -166,7 +201,7 @@ def render(bundle: Path, records: dict[str, dict[str, Any]], stills: list[dict[s
         topMargin=18 * mm,
         bottomMargin=16 * mm,
         title=title,
-        author=examiner or "forensic-vsr",
+        author=examiner if examiner != "-" else "forensic-vsr",
         subject=f"{mode} enhancement of {ev['name']}",
         creator=f"forensic-vsr {__version__}",
         invariant=1,
@@ -204,7 +239,7 @@ def render(bundle: Path, records: dict[str, dict[str, Any]], stills: list[dict[s
         _table(
             [
                 ["Case id", case_id],
-                ["Examiner", examiner or "-"],
+                ["Examiner", examiner],
                 ["Run started / finished (UTC)", f"{meta['startedOn']} / {meta['finishedOn']}"],
                 ["Mode", mode + ("" if evidential else f" — {NOT_EVIDENTIAL}")],
                 ["Tool", f"forensic-vsr {__version__}"],
@@ -236,8 +271,9 @@ def render(bundle: Path, records: dict[str, dict[str, Any]], stills: list[dict[s
     ]
     s.append(_table(rows, [55 * mm, W - 55 * mm], st, mono_cols=(1,)))
     if exif:
-        s.append(Paragraph("Metadata (exiftool)", st["h2"]))
-        s.append(_table([[k, v] for k, v in sorted(exif.items())][:60], [55 * mm, W - 55 * mm], st))
+        s.append(Paragraph("Metadata (exiftool): container, codec, dates, device, GPS, durations", st["h2"]))
+        s.append(_table(relevant_metadata(exif) or [["-", "none of these tags"]], [55 * mm, W - 55 * mm], st))
+        s.append(Paragraph(f"All {len(exif)} tags exiftool reported: Appendix A.", st["small"]))
 
     s.append(Paragraph("2. Policy", st["h1"]))
     s.append(
@@ -263,7 +299,7 @@ def render(bundle: Path, records: dict[str, dict[str, Any]], stills: list[dict[s
         s.append(Paragraph(f"<b>Step {n}: {_esc(pre['op'])} with {_esc(pre['model'])}</b> (x1, before the main step).", st["body"]))
         facts = {k: v for k, v in pre.items() if k not in ("op", "model") and v}
         if facts:
-            s.append(Paragraph(_esc(brief(facts)), st["small"]))
+            s.append(_params(parameter_rows(facts), W, st))
     s.append(Paragraph(f"<b>{_esc(op.get('op', 'upscale'))} x{op['scale']} with {_esc(model['id'])}</b>. {_esc(desc)}", st["body"]))
     if step.get("luma"):
         s.append(Paragraph(f"The network processes the luma plane; the chroma planes are interpolated with {_esc(kind)}.", st["body"]))
@@ -271,7 +307,6 @@ def render(bundle: Path, records: dict[str, dict[str, Any]], stills: list[dict[s
         ["Model id / class", f"{model['id']} / {model['class']}"],
         ["Model card sha256", (model.get("card") or {}).get("sha256") or "-"],
         ["Weights sha256", model.get("weights_sha256") or "none (classical)"],
-        ["Parameters", json.dumps(params, sort_keys=True)],
         [
             "Pixel formats",
             f"{step['pix_fmt_in']} -> {step['pix_fmt_out']}, {step['width_out']} x {step['height_out']}"
@@ -284,6 +319,9 @@ def render(bundle: Path, records: dict[str, dict[str, Any]], stills: list[dict[s
     dc = step.get("data_consistency")
     if dc:
         rows.append(["Data-consistency residual (RMS, 8-bit levels)", f"max {dc['rms_residual_max']} (tolerance {dc['tolerance']})"])
+    s.append(_table(rows, [55 * mm, W - 55 * mm], st, mono_cols=(1,)))
+    s.append(Spacer(1, 2 * mm))
+    s.append(_params(parameter_rows(params), W, st, "Parameter (as the examiner asked)"))
     for key, label in (
         ("deblur", "Deblurring"),
         ("deinterlace", "Deinterlacing"),
@@ -293,13 +331,17 @@ def render(bundle: Path, records: dict[str, dict[str, Any]], stills: list[dict[s
         ("runner", "Inference runner"),
     ):
         if step.get(key):
-            rows.append([label, brief(step[key])])
-    s.append(_table(rows, [55 * mm, W - 55 * mm], st, mono_cols=(1,)))
+            s.append(Spacer(1, 2 * mm))
+            s.append(_params(parameter_rows(step[key]), W, st, label))
     for deblur in [step.get("deblur"), *(pre.get("deblur") for pre in step.get("pre_operations") or [])]:
         estimate = (deblur or {}).get("estimate") or {}
         if estimate.get("low_confidence"):  # beside the PSF it warns about, in the words the run printed
             warning = estimate.get("warning") or "the blind PSF estimate has low confidence"
             s.append(Paragraph(f"<b>Warning:</b> {_esc(warning)}", st["body"]))
+    for entry in stills:
+        if "psf" in entry.get("files", {}):
+            s.append(Spacer(1, 2 * mm))
+            s += psf_block(bundle, entry, st)
     refs = REFERENCES.get(model["id"], []) + list(who.get("references", []))
     if refs:
         s.append(Paragraph("References: " + "; ".join(_esc(r) for r in refs), st["small"]))
@@ -331,29 +373,18 @@ def render(bundle: Path, records: dict[str, dict[str, Any]], stills: list[dict[s
                 )
             )
     for still in stills:
-        files = still["files"]
-        block: list[Any] = []
-        block.append(
+        if "frame" not in still:
+            continue
+        when = f", {still['time_s']:.3f} s from the start of the evidence" if "time_s" in still else ""
+        tb = f" (time base {still['time_base']})" if "time_base" in still else ""
+        block: list[Any] = [
             Paragraph(
                 f"<b>{_esc(still['label'])}</b>: output frame {still['frame']} (evidence frame {still['evidence_frame']}), "
-                f"pts {still.get('pts')}, frame sha256 <font face='Courier' size='7'>{still.get('sha256')}</font>",
+                f"pts {still.get('pts')}{tb}{when}, frame sha256 <font face='Courier' size='7'>{still.get('sha256')}</font>",
                 st["body"],
             )
-        )
-        imgs: list[Any] = []
-        for k in STILL_KINDS:
-            if k in files:
-                path = bundle / files[k]["name"]
-                from reportlab.lib.utils import ImageReader
-
-                iw, ih = ImageReader(str(path)).getSize()
-                w = W / 3 - 3 * mm
-                imgs.append(Image(str(path), width=w, height=w * ih / iw))
-        if imgs:
-            from reportlab.platypus import Table
-
-            captions = ["evidence", "enhanced", "S overlay (red), flagged regions outlined"][: len(imgs)]
-            block.append(Table([imgs, captions], colWidths=[W / 3] * len(imgs)))
+        ]
+        block += still_block(bundle, still, W, st)
         block.append(Spacer(1, 3 * mm))
         s.append(KeepTogether(block))
     if maps:
@@ -361,8 +392,7 @@ def render(bundle: Path, records: dict[str, dict[str, Any]], stills: list[dict[s
             fractions = [f["fraction_flagged"] for f in json.loads((bundle / flagged["file"]).read_text())["frames"]]
         except (OSError, ValueError, KeyError):
             fractions = []
-        s.append(Paragraph("Flagged fraction per frame", st["h2"]))
-        s.append(_plot(fractions, W, 55 * mm))
+        s.append(KeepTogether([Paragraph("Flagged fraction per frame", st["h2"]), _plot(fractions, W, 55 * mm)]))
     if dc:
         s.append(Paragraph("Data-consistency residual per frame (RMS, 8-bit levels)", st["h2"]))
         s.append(Paragraph(_esc(", ".join(f"{r:.3f}" for r in dc["rms_residual_per_frame"][:400])), st["small"]))
@@ -374,9 +404,11 @@ def render(bundle: Path, records: dict[str, dict[str, Any]], stills: list[dict[s
     if maps:
         rows += [[f"Map {name} Merkle root", m["merkle_root"]] for name, m in sorted(maps["files"].items())]
         rows.append(["Flagged-regions sidecar sha256", flagged["sha256"]])
-    rows += [[f"Still {st_['files'][k]['name']}", st_["files"][k]["sha256"]] for st_ in stills for k in STILL_KINDS if k in st_["files"]]
+    rows += [[f"Still {f['name']}", f["sha256"]] for entry in stills for _, f in sorted(entry["files"].items())]
     rows.append(["Chain head at report time", chain_head])
     rows.append(["Examiner key id", who.get("keyid", "-")])
+    if who.get("certificate_subject"):
+        rows.append(["Report certificate subject", who["certificate_subject"]])
     s.append(_table(rows, [60 * mm, W - 60 * mm], st, mono_cols=(1,)))
 
     s.append(Paragraph("7. How to verify", st["h1"]))
@@ -393,4 +425,10 @@ def render(bundle: Path, records: dict[str, dict[str, Any]], stills: list[dict[s
     s.append(Paragraph("8. Limitations", st["h1"]))
     for text in LIMITATIONS:
         s.append(Paragraph("• " + _esc(text), st["body"]))
-    doc.build(s, onFirstPage=page, onLaterPages=page)
+    if exif:
+        s.append(PageBreak())
+        s.append(Paragraph("Appendix A. Metadata (exiftool), every tag", st["h1"]))
+        s.append(_table(all_metadata(exif), [55 * mm, W - 55 * mm], st))
+    s.append(Spacer(1, 2 * mm))
+    s.append(Paragraph(f"PDF creation date: the run's start, {_esc(meta['startedOn'])} (UTC), from the signed records.", st["small"]))
+    doc.build(s, onFirstPage=page, onLaterPages=page, canvasmaker=_pdf_canvas(meta["startedOn"]))

@@ -7,14 +7,75 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
+# The magnified crop: about a third of the evidence frame's width (48 to 160 evidence pixels),
+# zoomed so that each of the three panels is about ZOOM_TARGET_PX pixels wide.
+CROP_MIN, CROP_MAX, ZOOM_TARGET_PX = 48, 160, 420
+
+
+def crop_region(ev_size: tuple[int, int], scale: int, box: dict[str, int] | None, roi: tuple[int, int, int, int] | None) -> dict[str, Any]:
+    """The region the report magnifies, in evidence pixels: around the most flagged region of S
+    (`box`, output pixels), else the region of interest, else the frame centre; `zoom` is the
+    nearest-neighbour factor of the evidence pixels (a multiple of `scale`, so the output's
+    pixels are magnified by the whole number zoom / scale)."""
+    ev_w, ev_h = ev_size
+    if box is not None:
+        source = "most flagged region of S"
+        cx, cy = (box["x"] + box["w"] / 2) / scale, (box["y"] + box["h"] / 2) / scale
+        need_w, need_h = box["w"] / scale + 8, box["h"] / scale + 8
+    elif roi is not None:
+        source = "region of interest"
+        cx, cy = roi[0] + roi[2] / 2, roi[1] + roi[3] / 2
+        need_w, need_h = roi[2], roi[3]
+    else:
+        source, cx, cy, need_w, need_h = "frame centre", ev_w / 2, ev_h / 2, 0, 0
+    w = min(ev_w, max(CROP_MIN, min(CROP_MAX, ev_w // 3), int(need_w)))
+    h = min(ev_h, max(round(w * 3 / 4), int(need_h)))
+    x = int(min(max(round(cx - w / 2), 0), ev_w - w))
+    y = int(min(max(round(cy - h / 2), 0), ev_h - h))
+    zoom = scale * max(1, round(ZOOM_TARGET_PX / (w * scale)))
+    return {"x": x, "y": y, "w": w, "h": h, "zoom": zoom, "scale": scale, "source": source}
+
+
+def write_psf(bundle: Path, psf: dict[str, Any] | None) -> dict[str, Any] | None:
+    """stills/psf.png, the deblurring kernel drawn from its recorded parameters (motion or
+    defocus; 255 = the kernel's largest weight), and its record; None for other PSFs."""
+    import cv2
+    import numpy as np
+
+    from forensic_vsr.ops.deblur import defocus_psf, motion_psf
+
+    if not psf or psf.get("kind") not in ("motion", "defocus"):
+        return None
+    kernel = motion_psf(psf["length"], psf["angle"]) if psf["kind"] == "motion" else defocus_psf(psf["radius"])
+    img = np.rint(255 * kernel.kernel / kernel.kernel.max()).astype(np.uint8)
+    name = "stills/psf.png"
+    ok, png = cv2.imencode(".png", img, [cv2.IMWRITE_PNG_COMPRESSION, 6])
+    if not ok:
+        raise ValueError(f"{name}: OpenCV could not encode the PSF as PNG")
+    (bundle / "stills").mkdir(exist_ok=True)
+    (bundle / name).write_bytes(png.tobytes())
+    data = png.tobytes()
+    entry = {"name": name, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+    return {"label": "point spread function", "psf": psf, "files": {"psf": entry}}
+
 
 def make_stills(
-    bundle: Path, evidence: Path, frames: dict[str, int], start: int, threshold: float, per_input: int = 1, map_scale: float | None = None
+    bundle: Path,
+    evidence: Path,
+    frames: dict[str, int],
+    start: int,
+    threshold: float,
+    per_input: int = 1,
+    map_scale: float | None = None,
+    roi: tuple[int, int, int, int] | None = None,
 ) -> list[dict[str, Any]]:
     """Write stills/NNNNNN-{evidence,enhanced,overlay}.png for the given output-frame indices
-    (labels: first, middle, most-flagged, requested) and return their records. Output frame i
-    comes from evidence frame start + i // per_input (per_input is 2 when each field became a
-    frame)."""
+    (labels: first, middle, most-flagged, requested) and return their records: with the time in
+    seconds from the evidence's first frame and the region the report magnifies (`crop_region`).
+    Output frame i comes from evidence frame start + i // per_input (per_input is 2 when each
+    field became a frame)."""
+    from fractions import Fraction
+
     import cv2
     import numpy as np
 
@@ -32,12 +93,16 @@ def make_stills(
         "s": (bundle / "maps/synthesized.mkv", 0),
     }
     meta: dict[int, dict[str, Any]] = {}
+    first_s = Fraction(0)
     for kind, (path, offset) in sources.items():
         if not path.exists():
             continue
         with VideoReader(path) as reader:
+            tb = reader.info.time_base
             for decoded in reader.frames():
                 if kind == "evidence":
+                    if decoded.index == 0:
+                        first_s = decoded.file_pts * tb
                     base = (decoded.index - offset) * per_input
                     for i in range(base, base + per_input):
                         if i in wanted:
@@ -52,7 +117,13 @@ def make_stills(
                     else:
                         grabbed[kind][i] = decoded.frame.to_ndarray(format="rgb24")
                         if kind == "enhanced":
-                            meta[i] = {"pts": decoded.pts, "sha256": planes_sha256(frame_planes(decoded.frame))}
+                            seconds = decoded.pts * tb - first_s
+                            meta[i] = {
+                                "pts": decoded.pts,
+                                "time_base": f"{tb.numerator}/{tb.denominator}",
+                                "time_s": round(float(seconds), 6),
+                                "sha256": planes_sha256(frame_planes(decoded.frame)),
+                            }
                 if i >= wanted[-1]:
                     break
     records = []
@@ -60,12 +131,14 @@ def make_stills(
         files = {}
         images = {"evidence": grabbed["evidence"].get(i), "enhanced": grabbed["enhanced"].get(i)}
         s = grabbed["s"].get(i)
+        boxes = []
         if images["enhanced"] is not None and s is not None:
             gray = cv2.cvtColor(images["enhanced"], cv2.COLOR_RGB2GRAY).astype(np.float32)
             heat = np.clip(s / max(threshold, 1e-6), 0, 1)
             overlay = np.stack([gray * (1 - heat) + 255 * heat, gray * (1 - heat), gray * (1 - heat)], axis=-1)
             overlay = np.clip(np.rint(overlay), 0, 255).astype(np.uint8)
-            for box in flagged_regions(s, threshold)["boxes"]:  # the regions maps/flagged.json lists
+            boxes = flagged_regions(s, threshold)["boxes"]
+            for box in boxes:  # the regions maps/flagged.json lists
                 x, y, w, h = box["x"], box["y"], box["w"], box["h"]
                 cv2.rectangle(overlay, (x, y), (x + w - 1, y + h - 1), (255, 255, 0), 1)
             images["overlay"] = overlay
@@ -80,5 +153,11 @@ def make_stills(
                 (bundle / name).write_bytes(png.tobytes())  # an OSError (disk full) propagates, unlike imwrite's
             data = (bundle / name).read_bytes()
             files[kind] = {"name": name, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
-        records.append({"label": label, "frame": i, "evidence_frame": start + i // per_input, **meta.get(i, {}), "files": files})
+        record = {"label": label, "frame": i, "evidence_frame": start + i // per_input, **meta.get(i, {}), "files": files}
+        ev, enh = images["evidence"], images["enhanced"]
+        if ev is not None and enh is not None:
+            sx, sy = enh.shape[1] / ev.shape[1], enh.shape[0] / ev.shape[0]
+            if sx == sy and sx == int(sx):  # the crop needs one whole-number factor (not deinterlaced fields)
+                record["crop"] = crop_region((ev.shape[1], ev.shape[0]), int(sx), boxes[0] if boxes else None, roi)
+        records.append(record)
     return records
