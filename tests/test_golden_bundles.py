@@ -43,6 +43,8 @@ def test_golden_bundle_verifies(archive: Path, bundle: str, tmp_path: Path) -> N
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "FAIL" not in proc.stdout
     assert proc.stdout.strip().splitlines()[-1].startswith("PASS:")
+    for record in sorted((d / bundle / "review").glob("*.json")):  # review records made by that release are checked
+        assert f"PASS       review.{record.stem}:" in proc.stdout
 
 
 def test_golden_bundle_tampered_fails(tmp_path: Path) -> None:
