@@ -12,6 +12,7 @@ with several strip heights; the projection with and without the repeated residua
 (OMP_NUM_THREADS), and compares output.framehash and every maps/*.framehash between them.
 
     python bench/bench_cpu.py stages [--repeat 3]
+    python bench/bench_cpu.py interleaved [--repeat 3]
     python bench/bench_cpu.py enhance --before /tmp/fvsr-before [--frames 10] [--frames-x4 3] [--repeat 3]
 
 Medians of `--repeat` runs; the load average is printed beside every figure (this machine is
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -149,11 +151,43 @@ def model_stages(model_id: str, scale: int, y: np.ndarray, u: np.ndarray, repeat
     torch.set_num_threads(2)
 
 
+def interleaved(repeat: int) -> list[dict[str, Any]]:
+    """The network forward, default and blocked layout called alternately (ABAB), so that a
+    drift of the machine's load hits both alike."""
+    import torch
+
+    from forensic_vsr.media import VideoReader, frame_planes
+    from forensic_vsr.models.registry import resolve
+    from forensic_vsr.models.runner import PlaneUpscaler
+
+    with VideoReader(make_clip(Path(tempfile.gettempdir()) / "fvsr-bench-768x576.mp4", 10)) as reader:
+        y = next(iter(frame_planes(d.frame)[0] for d in reader.frames()))
+    t = torch.from_numpy(y.astype(np.float32) / 255)[None, None]
+    rows = []
+    for model_id, _scale in MODELS:
+        net = PlaneUpscaler(resolve(model_id, None), "cpu", tile=0)
+        for threads in (2, 1):
+            torch.set_num_threads(threads)
+            times: dict[str, list[float]] = {"default layout (NCHW)": [], "oneDNN blocked layout": []}
+            with torch.inference_mode():
+                net.net(t), net.blocked(t)  # type: ignore[misc]
+                for _ in range(repeat):
+                    for name, fn in zip(times, (net.net, net.blocked), strict=True):
+                        t0 = time.perf_counter()
+                        fn(t)  # type: ignore[misc]
+                        times[name].append(time.perf_counter() - t0)
+            for name, ts in times.items():
+                median = round(statistics.median(ts), 3)
+                rows.append({"model": model_id, "variant": name, "threads": threads, "median_s": median, "load": load()})
+                print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
 def _hashes(path: Path) -> list[str]:
     return [line.rsplit(",", 1)[-1].strip() for line in path.read_text().splitlines() if line and not line.startswith("#")]
 
 
-def enhance(before: Path, frames: int, frames_x4: int, repeat: int, threads: list[str]) -> list[dict[str, Any]]:
+def enhance(before: Path, frames: int, frames_x4: int, repeat: int, threads: list[str], only: list[str]) -> list[dict[str, Any]]:
     """Each case with the before tree at torch's default threads, then this tree at each of
     `threads`; every run's frame and map hashes are compared with the before tree's."""
     from forensic_vsr.audit.keys import generate
@@ -161,23 +195,26 @@ def enhance(before: Path, frames: int, frames_x4: int, repeat: int, threads: lis
     work = Path(tempfile.mkdtemp(prefix="fvsr-bench-cpu-"))
     clip = make_clip(work / "clip768.mp4", frames)
     generate(work / "k.key", "Bench", b"bench-passphrase")
-    cases = [("fidelity-sr-x2", ["--no-maps"], frames), ("fidelity-sr-x2", [], frames), ("fidelity-sr-x4", [], frames_x4)]
+    cases = {"x2-no-maps": ("fidelity-sr-x2", ["--no-maps"], frames), "x2-maps": ("fidelity-sr-x2", [], frames)}
+    cases["x4-maps"] = ("fidelity-sr-x4", [], frames_x4)
     rows = []
-    for model, extra, n_frames in cases:
+    for model, extra, n_frames in (cases[name] for name in only):
         want: dict[str, list[str]] | None = None
         for tree_name, tree, n in [("before", before, "default"), *(("after", ROOT, n) for n in threads)]:
             env = {**os.environ, "PYTHONPATH": str(tree), "FVSR_KEY_PASSPHRASE": "bench-passphrase"}
             if n != "default":
                 env["OMP_NUM_THREADS"] = n
-            times, loads, identical = [], [], True
+            times, cpu, loads, identical = [], [], [], True
             for i in range(repeat):
                 bundle = work / f"{model}-{len(extra)}-{n}-{tree_name}-{i}"
                 cmd = [sys.executable, "-m", "forensic_vsr", "enhance", str(clip), "-o", str(bundle), "--key", str(work / "k.key"),
                        "--model", model, "--frames", f"0:{n_frames}", "--mode", "investigative", "--no-report", "-q", *extra]  # fmt: skip
                 loads.append(load())
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
                 subprocess.run(cmd, check=True, env=env, cwd=tree, stdin=subprocess.DEVNULL)
                 times.append(time.perf_counter() - t0)
+                c1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+                cpu.append(c1.ru_utime + c1.ru_stime - c0.ru_utime - c0.ru_stime)  # less sensitive to others' load
                 streams = {"output": _hashes(bundle / "output.framehash")}
                 streams |= {f"maps/{p.stem}": _hashes(p) for p in sorted((bundle / "maps").glob("*.framehash"))}
                 want = want or streams
@@ -186,7 +223,7 @@ def enhance(before: Path, frames: int, frames_x4: int, repeat: int, threads: lis
             rows.append({
                 "model": model, "maps": not extra, "tree": tree_name, "threads": n, "frames": n_frames,
                 "median_s": round(median, 2), "s_per_frame": round(median / n_frames, 3), "runs_s": [round(t, 2) for t in times],
-                "load_at_start": loads, "hashes_identical_to_before": identical,
+                "median_cpu_s": round(statistics.median(cpu), 2), "load_at_start": loads, "hashes_identical_to_before": identical,
             })  # fmt: skip
             print(json.dumps(rows[-1]), flush=True)
     return rows
@@ -194,20 +231,24 @@ def enhance(before: Path, frames: int, frames_x4: int, repeat: int, threads: lis
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("mode", choices=["stages", "enhance"])
+    ap.add_argument("mode", choices=["stages", "interleaved", "enhance"])
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--frames", type=int, default=10, help="frames of the x2 runs (enhance)")
     ap.add_argument("--frames-x4", type=int, default=3, help="frames of the x4 run (enhance)")
     ap.add_argument("--before", type=Path, help="source tree to compare with (enhance)")
     ap.add_argument("--threads", default="default,1", help="comma-separated OMP_NUM_THREADS values (enhance)")
+    ap.add_argument("--tag", default="", help="suffix of the results file")
+    ap.add_argument("--cases", default="x2-no-maps,x2-maps,x4-maps", help="comma-separated (enhance)")
     args = ap.parse_args()
     if args.mode == "stages":
         rows = stages(args.repeat)
+    elif args.mode == "interleaved":
+        rows = interleaved(args.repeat)
     else:
         if args.before is None:
             ap.error("enhance needs --before TREE")
-        rows = enhance(args.before.resolve(), args.frames, args.frames_x4, args.repeat, args.threads.split(","))
-    out = ROOT / "bench" / "results" / f"cpu-{args.mode}.json"
+        rows = enhance(args.before.resolve(), args.frames, args.frames_x4, args.repeat, args.threads.split(","), args.cases.split(","))
+    out = ROOT / "bench" / "results" / f"cpu-{args.mode}{args.tag}.json"
     out.write_text(json.dumps({"cores": os.cpu_count(), "rows": rows}, indent=1) + "\n")
 
 
