@@ -12,6 +12,7 @@ is used."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,14 +52,17 @@ def _exactly(obj: dict[str, Any], keys: set[str], where: str) -> None:
         raise ValueError(f"{where} has unknown field {unknown[0][:40]!r}")
 
 
+_LOWER_HEX_SHA256 = re.compile(r"[0-9a-f]{64}")  # one spelling per digest: a proof that differs is another proof
+
+
 def _hashes(obj: Any, key: str, where: str) -> tuple[bytes, ...]:
     items = _field(obj, key, list, where)
     if len(items) > MAX_PATH:
         raise ValueError(f"{where}.{key} has {len(items)} hashes, more than {MAX_PATH}")
     out = []
     for h in items:
-        if not isinstance(h, str) or len(h) != 2 * merkle.HASH_SIZE:
-            raise ValueError(f"{where}.{key} holds {str(h)[:20]!r}, not a hex SHA-256")
+        if not isinstance(h, str) or not _LOWER_HEX_SHA256.fullmatch(h):
+            raise ValueError(f"{where}.{key} holds {str(h)[:20]!r}, not a lower-case hex SHA-256")
         out.append(bytes.fromhex(h))
     return tuple(out)
 
@@ -107,9 +111,8 @@ class FrameProof:
         ):
             _exactly(part, keys, where)
         root = _field(tree, "root", str, "frames_tree")
-        if len(root) != 2 * merkle.HASH_SIZE:
-            raise ValueError("frames_tree.root is not a hex SHA-256")
-        bytes.fromhex(root)
+        if not _LOWER_HEX_SHA256.fullmatch(root):
+            raise ValueError("frames_tree.root is not a lower-case hex SHA-256")
         line = _field(frame, "framehash_line", str, "frame")
         if not line.isascii():
             raise ValueError("frame.framehash_line is not ASCII")
