@@ -100,15 +100,15 @@ def run_fvsr(
     return proc
 
 
-def ffmpeg_framehash(ffmpeg: str, path: Path) -> list[str]:
-    """ffmpeg's own framehash lines (no `#` lines), decoded bit-exact as the contract says."""
+def ffmpeg_framehash(ffmpeg: str, path: Path, bitexact: bool = True) -> list[str]:
+    """ffmpeg's own framehash lines (no `#` lines), decoded bit-exact as the contract says
+    (`bitexact=False`: ffmpeg's plain decode, to show where the flag matters)."""
     out = subprocess.run(
         [
             ffmpeg,
             "-v",
             "error",
-            "-flags",
-            "+bitexact",
+            *(["-flags", "+bitexact"] if bitexact else []),
             "-noautorotate",
             "-i",
             str(path),

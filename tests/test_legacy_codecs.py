@@ -66,29 +66,7 @@ def legacy(ffmpeg: str, tmp_path_factory: pytest.TempPathFactory):  # type: igno
 
 
 def _plain_ffmpeg_hashes(ffmpeg: str, path: Path) -> list[str]:
-    out = subprocess.run(
-        [
-            ffmpeg,
-            "-v",
-            "error",
-            "-noautorotate",
-            "-i",
-            str(path),
-            "-map",
-            "0:v:0",
-            "-fps_mode",
-            "passthrough",
-            "-f",
-            "framehash",
-            "-hash",
-            "sha256",
-            "-",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return [ln for ln in out.splitlines() if not ln.startswith("#")]
+    return ffmpeg_framehash(ffmpeg, path, bitexact=False)
 
 
 @pytest.mark.parametrize("name", sorted(LEGACY))

@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 from cryptography.x509.oid import NameOID
 
+from forensic_vsr.atomic import fsync_dir
 from forensic_vsr.errors import KeyUseError, OutputError
 from forensic_vsr.integrity.dsse import canonical_json, keyid
 
@@ -249,14 +250,6 @@ def load_public_key(path: Path) -> Ed25519PublicKey:
     return key
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _refuse_existing(paths: list[Path]) -> None:
     for path in paths:
         if path.exists() or path.is_symlink():
@@ -287,7 +280,7 @@ def _write_new_files(files: list[tuple[Path, bytes, int]]) -> None:
             os.link(tmp, target)
             placed.append(target)
         for directory in {path.parent for path, _, _ in files}:
-            _fsync_dir(directory)
+            fsync_dir(directory)
     except OSError as exc:
         for path in placed:
             path.unlink(missing_ok=True)
