@@ -7,7 +7,9 @@ Screenshots go to a temporary folder, or to $FVSR_REVIEW_SCREENSHOTS (docs/ was 
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
+import io
 import json
 import os
 import shutil
@@ -21,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import numpy as np
 import pytest
 
 from forensic_vsr.audit.chain import record_digest
@@ -37,12 +40,11 @@ def _output_lines(bundle: Path) -> list[str]:
     return [fh.sha256 for fh in parse((bundle / "output.framehash").read_text().splitlines())]
 
 
-@pytest.fixture
-def served(tmp_path: Path, carphone_bundle: Path, keypair: tuple[Path, Path]) -> Iterator[tuple[str, Path, subprocess.Popen[str]]]:
-    copy = tmp_path / "case"
-    shutil.copytree(carphone_bundle, copy)
+@contextlib.contextmanager
+def _server(bundle: Path, *args: str | Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """`fvsr review BUNDLE --port 0 --no-open ARGS` as a subprocess: (the URL it printed, the process)."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "forensic_vsr", "review", str(copy), "--port", "0", "--no-open", "--key", str(keypair[0])],
+        [sys.executable, "-m", "forensic_vsr", "review", str(bundle), "--port", "0", "--no-open", *map(str, args)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
@@ -57,11 +59,19 @@ def served(tmp_path: Path, carphone_bundle: Path, keypair: tuple[Path, Path]) ->
         proc.kill()
         pytest.fail(f"no URL on stdout's first line: {first!r}\n{proc.stderr.read()}")  # type: ignore[union-attr]
     try:
-        yield first[0].strip(), copy, proc
+        yield first[0].strip(), proc
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
+
+
+@pytest.fixture
+def served(tmp_path: Path, carphone_bundle: Path, keypair: tuple[Path, Path]) -> Iterator[tuple[str, Path, subprocess.Popen[str]]]:
+    copy = tmp_path / "case"
+    shutil.copytree(carphone_bundle, copy)
+    with _server(copy, "--key", keypair[0]) as (url, proc):
+        yield url, copy, proc
 
 
 def _status(url: str, host: str | None = None) -> int:
@@ -203,3 +213,118 @@ def test_review_page_signs_a_record_that_verify_checks(
     (bundle / "review/0001.json").rename(bundle / "review/0003.json")
     bad = run_fvsr("verify", bundle, "--pubkey", keypair[1])
     assert any("review/0003.json found where review/0001.json was expected" in ln for ln in bad.stdout.splitlines()), bad.stdout
+
+
+@pytest.fixture(scope="module")
+def deblur_bundle(tmp_path_factory: pytest.TempPathFactory, carphone_distorted: Path, keypair: tuple[Path, Path]) -> Path:
+    """A real deblur bundle (given motion PSF) of the first two frames of the distorted carphone."""
+    out = tmp_path_factory.mktemp("deblur") / "case"
+    run_fvsr(
+        "enhance", carphone_distorted, "-o", out, "--key", keypair[0], "--model", "deblur", "--psf", "motion:7,30",
+        "--frames", "0:2", "--case", "T-2", "-q", check=True,
+    )  # fmt: skip
+    return out
+
+
+def _json(url: str) -> tuple[int, dict]:  # type: ignore[type-arg]
+    try:
+        with urllib.request.urlopen(url, timeout=30) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}") if exc.headers.get_content_type() == "application/json" else {}
+
+
+def _png_data_url(url: str) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))))
+
+
+def test_psf_preview_restores_as_the_deblur_run_did(deblur_bundle: Path, carphone_distorted: Path, tmp_path: Path) -> None:
+    """The PSF panel on a real deblur bundle with --evidence: the preview with the recorded PSF is
+    the run's output frame, pixel for pixel; a longer motion gives another picture and its ringing;
+    the endpoint wants the token and refuses absurd parameters with one line."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    from forensic_vsr.media import VideoReader, frame_from_planes, frame_planes
+
+    shots = Path(os.environ.get("FVSR_REVIEW_SCREENSHOTS") or tmp_path / "shots")
+    shots.mkdir(parents=True, exist_ok=True)
+    with _server(deblur_bundle, "--evidence", carphone_distorted) as (url, proc):
+        base, query = url.split("?", 1)
+        api = base + "api/psf/preview/0?kind=motion&length=7&angle=30"
+        assert _status(api) == 403, "no token"
+        status, recorded = _json(f"{api}&{query}")
+        assert status == 200, recorded
+        assert recorded["method"] == "Wiener deconvolution, gradient regulariser" and recorded["ringing_rms_levels"] > 0
+        assert recorded["region"] == [0, 0, 176, 144] and recorded["psf"]["length"] == 7
+        assert "--model deblur --psf motion:7,30 --frames 0:2 --case T-2" in recorded["command"]
+        with VideoReader(deblur_bundle / "output/master.mkv") as reader:
+            f = next(iter(reader.frames())).frame
+            run = frame_from_planes(frame_planes(f), f.format.name, f.width, f.height).to_ndarray(format="rgb24")
+        assert np.array_equal(_png_data_url(recorded["images"]["restored"]), run), "the preview is not what the run made"
+        assert not np.array_equal(_png_data_url(recorded["images"]["evidence"]), run)
+        for bad, says in (
+            ("kind=motion&length=100000&angle=0", "motion length 100000 px: must be 1 to 100"),
+            ("kind=motion&length=nan&angle=0", "not a finite number"),
+            ("kind=defocus&radius=-2", "defocus radius -2 px"),
+            ("kind=spiral", "expected motion or defocus"),
+            ("kind=defocus&radius=3&x=170&y=0&w=50&h=50", "not inside the 176x144 evidence frame"),
+            ("kind=defocus&radius=3&x=0&y=0&w=4&h=4", "at least 16x16"),
+        ):
+            status, body = _json(f"{base}api/psf/preview/0?{bad}&{query}")
+            assert status == 400 and says in body["error"] and "\n" not in body["error"], (bad, status, body)
+        assert _json(f"{base}api/psf/preview/99?kind=defocus&radius=3&{query}")[0] == 400
+        assert _json(f"{base}api/psf/estimate/0?{query}")[1]["confidence_measure"].startswith("fraction of 4")
+
+        with sync_api.sync_playwright() as p:
+            browser = _browser(p)
+            page = browser.new_page(viewport={"width": 1500, "height": 1100})
+            page.goto(url)
+            page.wait_for_selector("body[data-ready='1']", timeout=30_000)
+            page.click("#psf summary")
+            page.wait_for_selector("body[data-psf]", timeout=30_000)
+            assert page.input_value("#psf-length") == "7" and page.input_value("#psf-angle") == "30"  # the recorded PSF
+            first = page.get_attribute("#psf-restored", "src")
+            assert page.text_content("#psf-ringing") == f"{recorded['ringing_rms_levels']:.3f} levels (of 255)"
+            seq = page.get_attribute("body", "data-psf")
+            page.fill("#psf-length", "12")
+            page.wait_for_function(
+                "(seq) => document.body.dataset.psf !== seq && document.getElementById('psf-text').textContent.includes('12 px')", arg=seq
+            )
+            assert page.get_attribute("#psf-restored", "src") != first
+            ringing = page.text_content("#psf-ringing")
+            assert ringing.endswith("levels (of 255)") and float(ringing.split()[0]) > 0
+            assert "--psf motion:12,30" in page.input_value("#psf-command")
+            page.select_option("#tool", "psf")
+            page.mouse.move(*_at(page, 40, 30))
+            page.mouse.down()
+            page.mouse.move(*_at(page, 140, 110))
+            page.mouse.up()
+            page.wait_for_function("() => document.getElementById('psf-where').textContent.includes('x 40, y 30, 101\u00d781')")
+            assert "--roi 40,30,101,81" in page.input_value("#psf-command")
+            page.locator("#psf").screenshot(path=str(shots / "review-psf.png"))
+            browser.close()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+
+
+def _at(page, x: int, y: int) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+    """Screen coordinates of output pixel (x, y)'s centre on the enhanced frame."""
+    box = page.locator("#annotations").bounding_box()
+    s = box["width"] / int(page.evaluate("document.getElementById('en-canvas').width"))
+    return box["x"] + (x + 0.5) * s, box["y"] + (y + 0.5) * s
+
+
+def test_psf_preview_needs_the_evidence(deblur_bundle: Path, carphone: Path, keypair: tuple[Path, Path]) -> None:
+    """Without the recorded evidence the page says why the preview is unavailable, and the
+    endpoint computes nothing."""
+    from forensic_vsr.audit.keys import load_public_key
+    from forensic_vsr.review.session import ReviewSession
+
+    session = ReviewSession(deblur_bundle, load_public_key(keypair[1]), None, carphone, independent_key=True)
+    try:
+        assert "evidence" not in session.info()["kinds"] and "the recorded evidence" in session.info()["evidence"]
+        with pytest.raises(LookupError, match=r"PSF preview unavailable: evidence not shown: .* has sha256"):
+            session.psf("preview", 0, {"kind": "motion", "length": "7", "angle": "30"})
+    finally:
+        session.close()

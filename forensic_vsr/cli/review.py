@@ -39,6 +39,7 @@ def cmd_review(args: argparse.Namespace) -> int:
         sock.bind(("127.0.0.1", args.port))
     except OSError as exc:
         raise UsageError(f"cannot listen on 127.0.0.1:{args.port} ({exc.strerror}): choose another --port") from None
+    sock.listen(128)  # before the URL is printed: a client that is quick to connect waits, it is not refused
     port = sock.getsockname()[1]
     token = new_token()
     url = f"http://127.0.0.1:{port}/?token={token}"

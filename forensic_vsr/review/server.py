@@ -97,6 +97,19 @@ def create_app(session: ReviewSession, token: str, port: int) -> Guard:
         body = {"done": p.done, "verified": p.verified, "error": p.error, "checks": checks, "key": session.info()["key"]}
         return JSONResponse(body, headers=HEADERS)
 
+    def psf(request: Request) -> Response:
+        action, n = request.path_params["action"], request.path_params["n"]
+        params = {k: v for k, v in request.query_params.items() if k != "token"}
+        try:
+            body = session.psf(action, n, params)
+        except ValueError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400, headers=HEADERS)
+        except LookupError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=409, headers=HEADERS)
+        except BlockingIOError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=429, headers=HEADERS)
+        return JSONResponse(body, headers=HEADERS)
+
     def reviews(_request: Request) -> Response:
         return JSONResponse({"reviews": session.reviews()}, headers=HEADERS)
 
@@ -126,6 +139,7 @@ def create_app(session: ReviewSession, token: str, port: int) -> Guard:
             Route("/api/frames/{n:int}", frame_info),
             Route("/api/frame/{kind}/{n:int}.png", frame_png),
             Route("/api/verify", verify),
+            Route("/api/psf/{action}/{n:int}", psf),
             Route("/api/reviews", reviews, methods=["GET"]),
             Route("/api/reviews", save, methods=["POST"]),
         ]

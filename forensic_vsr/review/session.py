@@ -41,6 +41,7 @@ from forensic_vsr.errors import UsageError
 from forensic_vsr.integrity.framehash import FrameHash, parse
 from forensic_vsr.media import DecoderSettings, file_sha256
 from forensic_vsr.review.frames import FrameSource, PngCache, map_png, picture_png
+from forensic_vsr.review.psf import MIN_ESTIMATE, MIN_REGION, blind_estimate, enhance_command, parse_psf_params, parse_region, preview
 
 MAP_KINDS = ("synthesized", "contradiction", "interval")
 FRAMEHASH_MAX = FRAMEHASH_HEADER_MAX + 10_000_000 * FRAMEHASH_LINE_MAX
@@ -97,6 +98,10 @@ class ReviewSession:
         if ingest is None or step is None:
             raise UsageError(f"{bundle}: no evidence.ingest and step.run records: nothing to review (a refusal?)")
         self.run = step_annotations(step)
+        self.recipe = (self.view.first("policy.decision") or {}).get("recipe") or {}
+        self.case_id = ingest.get("case_id")
+        probe = ingest.get("probe") or {}
+        self.evidence_size = (int(probe.get("width") or self.run["width_out"]), int(probe.get("height") or self.run["height_out"]))
         self.maps = (self.run.get("maps") or {}).get("files", {})
         self.map_scale = float((self.run.get("maps") or {}).get("scale", 1))
         self.out_tb, self.output = _framehash(bundle, layout.OUTPUT_FRAMEHASH)
@@ -111,6 +116,7 @@ class ReviewSession:
         self.cache = PngCache()
         self.progress = VerifyProgress()
         self._save_lock = threading.Lock()
+        self._psf_lock = threading.Lock()
 
     def _evidence(self, ingest: dict[str, Any], given: Path | None) -> str:
         """Adds the evidence source when the file (--evidence, else the recorded path) has the
@@ -177,6 +183,41 @@ class ReviewSession:
             self.cache.put(key, png)
         return png
 
+    def psf(self, action: str, n: int, params: dict[str, str]) -> dict[str, Any]:
+        """The PSF preview (`action` preview) or the blind estimate (estimate) on the evidence frame
+        behind output frame n; ValueError (a 400) for bad parameters, LookupError when there is no
+        evidence to work on, BlockingIOError while another one is computed."""
+        if "evidence" not in self.sources:
+            raise LookupError(f"PSF preview unavailable: {self.evidence_note}")
+        if action not in ("preview", "estimate"):
+            raise ValueError(f"no PSF action {action[:40]!r}: preview or estimate")
+        if not 0 <= n < len(self.output):
+            raise ValueError(f"no output frame {n}")
+        psf = parse_psf_params(params) if action == "preview" else None
+        if not self._psf_lock.acquire(blocking=False):
+            raise BlockingIOError("busy: one PSF preview at a time; try again when the last one is shown")
+        try:
+            decoded = self.sources["evidence"].frame(self.evidence_frame(n))
+            size = (decoded.frame.width, decoded.frame.height)
+            region = parse_region(params, size, MIN_REGION if psf is not None else MIN_ESTIMATE)
+            if psf is None:
+                result = blind_estimate(decoded, region)
+            else:
+                result = preview(decoded, psf, region)
+                result["command"] = enhance_command(self.evidence_path, self.bundle, psf, region, self.recipe, self.case_id)
+        finally:
+            self._psf_lock.release()
+        where = [region.x, region.y, region.w, region.h] if region else [0, 0, *size]
+        return {"frame": n, "evidence_frame": self.evidence_frame(n), "region": where, "whole_frame": region is None, **result}
+
+    def recorded_psf(self) -> dict[str, Any] | None:
+        """The PSF the bundle's deblur ran with (main step or an earlier --ops step), if any."""
+        for step in [self.run, *(self.run.get("pre_operations") or [])]:
+            deblur = step.get("deblur") if isinstance(step, dict) else None
+            if deblur and deblur.get("psf"):
+                return {"psf": deblur["psf"], "source": deblur.get("psf_source"), "roi": deblur.get("roi")}
+        return None
+
     def reviews(self) -> list[dict[str, Any]]:
         """Every review record present, opened under the verifying key (or the reason it is not)."""
         found = []
@@ -234,6 +275,9 @@ class ReviewSession:
             else ("started without --key: read-only" if self.signer is None else "this bundle's format holds no review records"),
             "key": "supplied key" if self.independent_key else "the bundle's own key (not obtained independently: pass --pubkey)",
             "chain_head": BundleBinding.of(self.view).chain_head,
+            "deblur": self.recorded_psf(),
+            "evidence_width": self.evidence_size[0],
+            "evidence_height": self.evidence_size[1],
         }
 
     def close(self) -> None:

@@ -115,6 +115,124 @@ async function show(n) {
   showVerified();
   drawAnnotations();
   document.body.dataset.frame = String(n);
+  if ($("psf").open) schedulePsf();
+}
+
+// PSF preview: computed by the server on the evidence frame; one request at a time, the latest
+// parameters win.
+const psf = { seq: 0, busy: false, again: false, region: null, timer: null, available: false };
+
+function psfRegion() {  // evidence pixels, or null for the whole frame
+  const info = state.info, mode = $("psf-region-mode").value;
+  let box = mode === "box" ? psf.region : null;
+  if (mode === "magnifier" && state.pointer) {
+    const span = Math.max(16, Math.round($("magnifier").width / Number($("zoom").value)));
+    const x = Math.max(0, Math.min(info.width - span, state.pointer.x - Math.floor(span / 2)));
+    const y = Math.max(0, Math.min(info.height - span, state.pointer.y - Math.floor(span / 2)));
+    box = { x, y, w: Math.min(span, info.width), h: Math.min(span, info.height) };
+  }
+  if (!box) return null;
+  const fx = info.evidence_width / info.width, fy = info.evidence_height / info.height;
+  const x = Math.floor(box.x * fx), y = Math.floor(box.y * fy);
+  return { x, y, w: Math.ceil((box.x + box.w) * fx) - x, h: Math.ceil((box.y + box.h) * fy) - y };
+}
+
+function psfQuery() {
+  const kind = $("psf-kind").value;
+  const q = new URLSearchParams({ kind });
+  if (kind === "motion") { q.set("length", $("psf-length").value); q.set("angle", $("psf-angle").value); }
+  else q.set("radius", $("psf-radius").value);
+  const r = psfRegion();
+  if (r) for (const k of ["x", "y", "w", "h"]) q.set(k, r[k]);
+  $("psf-region-text").textContent = r ? `evidence pixels ${r.x}, ${r.y}, ${r.w}×${r.h}` : "the whole evidence frame";
+  return q;
+}
+
+function schedulePsf() { clearTimeout(psf.timer); psf.timer = setTimeout(runPsf, 120); }
+
+async function psfFetch(action, query) {
+  const r = await fetch(api(`/api/psf/${action}/${state.n}?${query}`));
+  const body = await r.json();
+  if (!r.ok) throw new Error(body.error);
+  return body;
+}
+
+async function runPsf() {
+  if (!$("psf").open || !psf.available) return;
+  if (psf.busy) { psf.again = true; return; }
+  psf.busy = true;
+  const id = ++psf.seq;
+  $("psf-status").textContent = "computing…"; $("psf-status").className = "";
+  try {
+    const r = await psfFetch("preview", psfQuery());
+    const [x, y, w, h] = r.region;
+    const zoom = Math.max(Number($("scale").value), Math.min(8, Math.floor(320 / w)));
+    for (const [id2, src] of [["psf-evidence", r.images.evidence], ["psf-restored", r.images.restored]]) {
+      $(id2).src = src; $(id2).style.width = `${w * zoom}px`; $(id2).style.height = `${h * zoom}px`;
+    }
+    $("psf-kernel").src = r.images.psf;
+    $("psf-where").textContent = `evidence frame ${r.evidence_frame}, ${r.whole_frame ? "whole frame" : `x ${x}, y ${y}, ${w}×${h}`}, ×${zoom} nearest neighbour`;
+    $("psf-text").textContent = r.psf_text;
+    $("psf-ringing").textContent = `${r.ringing_rms_levels.toFixed(3)} levels (of 255)`;
+    $("psf-forward").textContent = `${r.forward_residual_rms_levels.toFixed(3)} levels`;
+    $("psf-noise").textContent = `${r.noise_sigma_levels.toFixed(3)} levels`;
+    $("psf-lambda").textContent = `${r.lambda.toPrecision(4)} (${r.method}; a run takes λ from its first frame)`;
+    $("psf-command").value = r.command;
+    $("psf-status").textContent = "shown"; $("psf-status").className = "pass";
+    document.body.dataset.psf = String(id);
+  } catch (e) {
+    $("psf-status").textContent = `not computed: ${e.message}`; $("psf-status").className = "fail";
+    document.body.dataset.psfError = e.message;
+  } finally {
+    psf.busy = false;
+    if (psf.again) { psf.again = false; runPsf(); }
+  }
+}
+
+function setPsf(p) {
+  $("psf-kind").value = p.kind;
+  const fields = p.kind === "motion" ? { length: p.length, angle: p.angle } : { radius: p.radius };
+  for (const [k, v] of Object.entries(fields)) { $(`psf-${k}`).value = v; $(`psf-${k}-range`).value = v; }
+  $("psf-motion").hidden = p.kind !== "motion"; $("psf-defocus").hidden = p.kind !== "defocus";
+}
+
+async function estimatePsf() {
+  $("psf-estimate-text").textContent = "estimating…";
+  try {
+    const e = await psfFetch("estimate", psfQuery());
+    setPsf(e.psf);
+    $("psf-estimate-text").textContent = `blind estimate: ${e.psf_text}, confidence ${e.confidence.toFixed(2)} (${e.confidence_measure})` +
+      (e.low_confidence ? ` — LOW: ${e.warning}` : "");
+    $("psf-estimate-text").className = e.low_confidence ? "fail" : "pass";
+    schedulePsf();
+  } catch (err) { $("psf-estimate-text").textContent = `no estimate: ${err.message}`; $("psf-estimate-text").className = "fail"; }
+}
+
+function bindPsf() {
+  const info = state.info;
+  psf.available = info.kinds.includes("evidence");
+  if (!psf.available) {
+    $("psf-unavailable").hidden = false; $("psf-panel").hidden = true;
+    $("psf-unavailable").textContent = `PSF preview unavailable: ${info.evidence}`;
+    return;
+  }
+  if (info.deblur && ["motion", "defocus"].includes(info.deblur.psf.kind)) {
+    setPsf(info.deblur.psf);
+    $("psf-recorded").textContent = `This bundle's deblur ran with ${info.deblur.psf.kind} ${JSON.stringify(info.deblur.psf)} (${info.deblur.source}).`;
+  }
+  for (const k of ["length", "angle", "radius"]) {
+    $(`psf-${k}-range`).oninput = () => { $(`psf-${k}`).value = $(`psf-${k}-range`).value; schedulePsf(); };
+    $(`psf-${k}`).oninput = () => { $(`psf-${k}-range`).value = $(`psf-${k}`).value; schedulePsf(); };
+  }
+  $("psf-kind").onchange = () => { $("psf-motion").hidden = $("psf-kind").value !== "motion"; $("psf-defocus").hidden = $("psf-kind").value !== "defocus"; schedulePsf(); };
+  $("psf-region-mode").onchange = () => { drawAnnotations(); schedulePsf(); };
+  $("psf-estimate").onclick = estimatePsf;
+  $("psf").ontoggle = () => { if ($("psf").open) schedulePsf(); };
+  $("psf-copy").onclick = async () => {
+    $("psf-command").select();
+    try { await navigator.clipboard.writeText($("psf-command").value); $("psf-copied").textContent = "copied"; }
+    catch { $("psf-copied").textContent = document.execCommand("copy") ? "copied" : "selected: press Ctrl-C"; }
+  };
 }
 
 function showVerified() {
@@ -150,6 +268,7 @@ function magnify(p) {
   ctx.strokeRect(Math.floor(mag.width / 2 - k / 2) + 0.5, Math.floor(mag.height / 2 - k / 2) + 0.5, k - 1, k - 1);
   const kind = $("overlay").value;
   const v = state.mapData ? state.mapData[(p.y * state.info.width + p.x) * 4] : null;
+  state.pointer = p;
   $("pointer").textContent = `pixel (${p.x}, ${p.y})` + (v === null ? "" : `; ${NAMES[kind]} = ${v} of 255 levels`);
 }
 
@@ -160,7 +279,7 @@ function shape(a, pending) {
   g.setAttribute("class", pending ? "pending" : "saved");
   const colour = pending ? "#ff0" : "#0f0";
   const add = (tag, attrs) => { const e = document.createElementNS(SVG, tag); for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v); g.appendChild(e); return e; };
-  if (a.type === "box" || a.type === "region") {
+  if (a.type === "box" || a.type === "region" || a.type === "psf") {
     add("rect", { x: a.x + 0.5, y: a.y + 0.5, width: a.w - 1, height: a.h - 1, fill: "none", stroke: colour, "stroke-width": 1, "stroke-dasharray": a.type === "region" ? "3 2" : "" });
   } else if (a.type === "arrow") {
     add("line", { x1: a.x + 0.5, y1: a.y + 0.5, x2: a.x2 + 0.5, y2: a.y2 + 0.5, stroke: colour, "stroke-width": 1 });
@@ -178,6 +297,12 @@ function drawAnnotations() {
   for (const r of state.reviews || []) if (r.signed && r.frame.index === state.n) for (const a of r.annotations) svg.appendChild(shape(a, false));
   for (const a of state.pending) svg.appendChild(shape(a, true));
   if (state.drag && state.drag.preview) svg.appendChild(shape(state.drag.preview, true));
+  if (psf.region && $("psf-region-mode").value === "box") {
+    const r = document.createElementNS(SVG, "rect");
+    const b = psf.region;
+    for (const [k, v] of Object.entries({ x: b.x + 0.5, y: b.y + 0.5, width: b.w - 1, height: b.h - 1, fill: "none", stroke: "#0ff", "stroke-width": 1, "stroke-dasharray": "1 1" })) r.setAttribute(k, v);
+    svg.appendChild(r);
+  }
   const ul = $("pending");
   ul.replaceChildren(...state.pending.map((a) => { const li = document.createElement("li"); li.textContent = describe(a); return li; }));
 }
@@ -272,13 +397,20 @@ function bind() {
     magnify(p);
     if (state.drag) { state.drag.preview = annotationFrom(state.drag.start, p); drawAnnotations(); }
   });
-  svg.addEventListener("mousedown", (ev) => { if (state.info.can_sign) state.drag = { start: pixelAt(ev) }; });
+  svg.addEventListener("mousedown", (ev) => { if (state.info.can_sign || $("tool").value === "psf") state.drag = { start: pixelAt(ev) }; });
   svg.addEventListener("mouseup", (ev) => {
     if (!state.drag) return;
-    state.pending.push(annotationFrom(state.drag.start, pixelAt(ev)));
+    const a = annotationFrom(state.drag.start, pixelAt(ev));
     state.drag = null;
+    if (a.type === "psf") {
+      psf.region = a;
+      $("psf-region-mode").value = "box";
+      $("psf").open = true;
+      schedulePsf();
+    } else state.pending.push(a);
     drawAnnotations();
   });
+  svg.addEventListener("mouseleave", () => { if ($("psf").open && $("psf-region-mode").value === "magnifier") schedulePsf(); });
 }
 
 async function main() {
@@ -293,6 +425,7 @@ async function main() {
   for (const opt of $("overlay").options) if (opt.value !== "none" && !info.kinds.includes(opt.value)) opt.disabled = true;
   if (info.width > 640) $("scale").value = "1";
   bind();
+  bindPsf();
   zoomLabel();
   layout();
   await loadReviews();
