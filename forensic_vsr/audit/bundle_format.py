@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -45,6 +46,7 @@ class BundleFormat:
     checkpoint: str  # "dsse": a DSSE envelope of a JSON checkpoint; "c2sp-note": a tlog-checkpoint signed note
     step_attestation: bool  # step.run is also a signed in-toto attestation in attestations/, bound by sha256
     review_records: bool = False  # review/NNNN.json (signed by `fvsr review`) may be present; each must verify
+    recomputed_maps: bool = False  # maps that are exact functions of master and evidence may be left unstored (step.run `maps.recomputed`)
 
 
 FORMAT_1 = BundleFormat(
@@ -68,8 +70,12 @@ FORMAT_2 = BundleFormat(
     step_attestation=True,
     review_records=True,
 )
+# Format 3: S, R and the fixed-formula interval are not stored where they are exact functions of
+# the master and the evidence; step.run signs the filter taps and flagged.json the per-frame
+# figures, which `fvsr verify` recomputes (audit/maps_check.py). Everything else as format 2.
+FORMAT_3 = dataclasses.replace(FORMAT_2, name="forensic-vsr-bundle/3", recomputed_maps=True)
 NOTE_SIGNED_FIELDS = ("format", "tool", "tool_version")  # manifest fields the note signs, one extension line each
-FORMATS: dict[str, BundleFormat] = {f.name: f for f in (FORMAT_1, FORMAT_2)}
+FORMATS: dict[str, BundleFormat] = {f.name: f for f in (FORMAT_1, FORMAT_2, FORMAT_3)}
 DEFAULT_UNSIGNED_FILES = FORMAT_1.unsigned_files  # when the manifest names no known format
 
 _PEM = re.compile(r"\A\s*-----BEGIN PUBLIC KEY-----\s*([A-Za-z0-9+/=\s]+?)\s*-----END PUBLIC KEY-----\s*\Z")

@@ -13,7 +13,7 @@ CRASHED = "could not be checked"
 @dataclass(frozen=True)
 class Check:
     name: str
-    status: str  # PASS | FAIL | INCOMPLETE
+    status: str  # PASS | FAIL | INCOMPLETE | NOT VERIFIED (a check the auditor's inputs cannot run: not a failure)
     reason: str
 
     @classmethod
@@ -24,9 +24,13 @@ class Check:
     def failed(cls, name: str, reason: str) -> Check:
         return cls(name, "FAIL", reason)
 
+    @classmethod
+    def not_verified(cls, name: str, reason: str) -> Check:
+        return cls(name, "NOT VERIFIED", reason)
+
     @property
     def ok(self) -> bool:
-        return self.status == "PASS"
+        return self.status in ("PASS", "NOT VERIFIED")
 
     def line(self) -> str:
         return f"{self.status:<10} {self.name}: {self.reason}"

@@ -33,6 +33,7 @@ from forensic_vsr.audit.bundle_format import (
 from forensic_vsr.audit.chain import read_chain
 from forensic_vsr.audit.checks import ChainView, Check, guarded
 from forensic_vsr.audit.completeness import unfinished_run
+from forensic_vsr.audit.maps_check import recomputed_checks
 from forensic_vsr.audit.records import step_annotations
 from forensic_vsr.audit.review import review_checks, review_files
 from forensic_vsr.audit.safe_read import (
@@ -73,6 +74,7 @@ class _Run:
     fmt: BundleFormat | None = None
     recorded: dict[str, dict[str, Any]] = field(default_factory=dict)
     verified: set[str] = field(default_factory=set)  # recorded files whose size and sha256 matched
+    evidence: Path | None = None  # the auditor's evidence, once its sha256 is the recorded one
     failures: int = 0
 
     def note(self, checks: Iterator[Check]) -> Iterator[Check]:
@@ -396,6 +398,7 @@ def _evidence(run: _Run, evidence: Path) -> Iterator[Check]:
         yield _fail("evidence.frames", f"not decoded: {evidence.name} is not the recorded evidence")
         return
     yield _pass("evidence.sha256", f"{evidence.name} has the recorded sha256 {want[:16]}…")
+    run.evidence = evidence
     if "input.framehash" not in run.verified:
         yield _not_verified("input.framehash", "evidence.frames")
         return
@@ -470,6 +473,11 @@ def verify_bundle(
         yield from run.note(guarded(getattr(extra, "__name__", "extra_checks"), functools.partial(_extra, run, extra)))
     if evidence is not None and run.view.first("output.write") is not None:
         yield from run.note(guarded("evidence", lambda: _evidence(run, Path(evidence))))
+    step = run.view.first("step.run")
+    if step is not None and run.view.first("output.write") is not None:  # format 3: the maps not stored, recomputed
+        allowed = run.fmt is not None and run.fmt.recomputed_maps
+        args = (run.bundle, step, run.view.first("evidence.ingest"), run.recorded, run.verified, allowed, run.evidence)
+        yield from run.note(guarded("maps.recomputed", lambda: recomputed_checks(*args)))
 
 
 def bundle_checks(

@@ -168,7 +168,20 @@ class FramePass:
         self.checker = PipelineStage(lambda packets: self.checks[0].feed(packets), "round-trip")
         self.maps = (
             MapsWriter(
-                self.bundle, w, h, self.recipe.scale, info, self.src_fmt, self.rules, self.model, self.main.extra_map_names, out_tb, rate
+                self.bundle,
+                w,
+                h,
+                self.recipe.scale,
+                info,
+                self.src_fmt,
+                self.rules,
+                self.model,
+                self.main.extra_map_names,
+                out_tb,
+                rate,
+                # S and R recomputable from the master and the evidence frame (format 3) when
+                # the main operation's input is that frame, whole, one output per input
+                recompute=not self.pre and self.factor == 1,
             )
             if self.recipe.maps
             else None

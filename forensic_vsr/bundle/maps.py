@@ -5,6 +5,7 @@ flagged regions of S streamed into maps/flagged.json."""
 
 from __future__ import annotations
 
+import functools
 import json
 from fractions import Fraction
 from typing import Any
@@ -18,6 +19,13 @@ from forensic_vsr.errors import IntegrityError
 from forensic_vsr.integrity import merkle
 from forensic_vsr.media import PipelineStage, VideoWriter, file_sha256, frame_from_planes, plane_geometry, planes_sha256
 from forensic_vsr.models.registry import ResolvedModel
+
+RECOMPUTED = ("synthesized", "contradiction", "interval")  # the maps a format-3 bundle may leave to recomputation
+RECOMPUTED_FROM = {
+    "synthesized": "output/master.mkv",
+    "contradiction": "output/master.mkv and the evidence",
+    "interval": "output/master.mkv",
+}
 
 
 class MapsWriter:
@@ -40,8 +48,12 @@ class MapsWriter:
         extra: tuple[str, ...] = (),
         time_base: Fraction | None = None,
         rate: Fraction | None = None,
+        colour_planes: tuple[str, ...] = (),
+        recompute: bool = False,
+        device: str = "cpu",
     ) -> None:
-        from forensic_vsr.uncertainty.exact import DEFAULT_FLAG_THRESHOLD, MAP_SCALE, ExactMaps
+        from forensic_vsr.uncertainty.exact import DEFAULT_FLAG_THRESHOLD, MAP_SCALE
+        from forensic_vsr.uncertainty.exact_torch import exact_maps_for
 
         self.bundle = bundle
         # the calibrated layer, where the model's card carries a lambda for this scale
@@ -51,11 +63,24 @@ class MapsWriter:
         if self.calibration and "head" in self.calibration and model.card is not None:
             from forensic_vsr.uncertainty.head import LearnedScale
 
-            self.head = LearnedScale(self.calibration["head"], model.card.path.parent, scale)
-        self.exact = ExactMaps(out_h, out_w, scale)
+            self.head = LearnedScale(self.calibration["head"], model.card.path.parent, scale, device)
+        # on the stage's device (torch on CUDA: uncertainty.exact_torch), except maps a verifier
+        # recomputes (format 3), which must be its own CPU arithmetic to the bit
+        self.exact = exact_maps_for(out_h, out_w, scale, "cpu" if recompute else device)
         self.vmax = plane_geometry(src_fmt)[0][2]
         self.threshold = float(rules.get("flag_threshold_levels", DEFAULT_FLAG_THRESHOLD))
         self.plane = "luma" if src_fmt.startswith(("yuv", "yuvj", "gray", "nv")) else f"component 0 of {src_fmt}"
+        if colour_planes:  # `add` then gets the colour planes stacked, in this order
+            self.plane = f"per-pixel maximum over the {', '.join(colour_planes)} planes, each mapped as luma"
+        # format 3: the maps that are exact functions of the master (S, the fixed-formula
+        # interval) and of the evidence (R) are recomputed by whoever shows or verifies them
+        # (forensic_vsr.audit.exact_maps), not stored; `recompute` says the frames allow it (the
+        # main operation's input is the evidence frame itself, one output frame per input frame)
+        planar = src_fmt.startswith(("yuv", "gray"))
+        self.filters = self.exact.filters() if recompute and scale > 1 and planar and not colour_planes else None
+        recomputable = RECOMPUTED if self.head is None else RECOMPUTED[:2]
+        self.recomputed = tuple(n for n in self.names if n in recomputable) if self.filters is not None else ()
+        self.stored = tuple(n for n in self.names if n not in self.recomputed)
         bundle.path(layout.MAPS_DIR).mkdir(exist_ok=True)
         self.writers = {
             name: VideoWriter(
@@ -70,12 +95,12 @@ class MapsWriter:
                 metadata={"FVSR_MAP": name, "FVSR_MAP_SCALE": f"sample = round(8-bit levels * {MAP_SCALE})"},
                 sample_aspect_ratio=info.sample_aspect_ratio,
             )
-            for name in self.names
+            for name in self.stored
         }
         # sha256 and size of every stored map frame, hashed as encoded: FFV1 is lossless, and
         # `fvsr verify` decodes every map frame and checks these hashes
-        self.hashes: dict[str, list[tuple[str, int]]] = {name: [] for name in self.names}
-        self.encoders = {name: PipelineStage(self._encode, f"map-{name}") for name in self.names}
+        self.hashes: dict[str, list[tuple[str, int]]] = {name: [] for name in self.stored}
+        self.encoders = {name: PipelineStage(self._encode, f"map-{name}") for name in self.stored}
         self.flagged = open(bundle.path(layout.FLAGGED), "w", encoding="ascii")  # noqa: SIM115
         head = {"measure": "S (synthesized content, 8-bit levels)", "threshold_levels": self.threshold, "connectivity": 8}
         self.flagged.write(json.dumps(head)[:-1] + ', "frames": [\n')
@@ -89,18 +114,28 @@ class MapsWriter:
     def add(self, y: np.ndarray, x_hat: np.ndarray, pts: int, extra: dict[str, np.ndarray] | None = None) -> None:
         from forensic_vsr.uncertainty.exact import flagged_regions, to_gray16
 
+        # y and x_hat: one plane, or (height, width, planes) colour planes: each map is then the
+        # per-pixel maximum of that map over the planes (a pixel is flagged if any plane is)
+        ys, xs = (y,), (x_hat,)
         if y.ndim == 3:
-            y, x_hat = y[..., 0], x_hat[..., 0]
-        s, r = self.exact.compute(y, x_hat, self.vmax)
+            ys, xs = tuple(y[..., i] for i in range(y.shape[2])), tuple(x_hat[..., i] for i in range(x_hat.shape[2]))
+        per_plane = [self.exact.compute(yp, xp, self.vmax) for yp, xp in zip(ys, xs, strict=True)]
+        s, r = (functools.reduce(np.maximum, maps) for maps in zip(*per_plane, strict=True))
         layers = [(s, 1.0), (r, 1.0)]
-        if self.calibration:
+        if self.calibration and "interval" in self.stored:
             from forensic_vsr.uncertainty.calibration import interval_scale
 
-            x8 = x_hat.astype(np.float32) * (255.0 / self.vmax)
-            u = interval_scale(x8, s) if self.head is None else self.head(x8, y.astype(np.float32) * (255.0 / self.vmax), s)
-            layers.append((u, self.calibration["lambda"]))  # half-width lambda * u
+            us = []
+            for yp, xp, (sp, _) in zip(ys, xs, per_plane, strict=True):
+                x8 = xp.astype(np.float32) * (255.0 / self.vmax)
+                us.append(interval_scale(x8, sp) if self.head is None else self.head(x8, yp.astype(np.float32) * (255.0 / self.vmax), sp))
+            layers.append((functools.reduce(np.maximum, us), self.calibration["lambda"]))  # half-width lambda * u
+        elif self.calibration:
+            layers.append((None, 1.0))  # recomputed from the master by whoever shows it
         layers += [((extra or {})[name], 1.0) for name in self.names[len(layers) :]]
         for name, (levels, factor) in zip(self.names, layers, strict=True):
+            if name not in self.stored:
+                continue
             plane = to_gray16(levels, factor)
             self.encoders[name].submit(name, plane, pts)  # hashed and encoded on the map's own thread
         stats = flagged_regions(s, self.threshold)
@@ -127,12 +162,19 @@ class MapsWriter:
             if not self.flagged.closed:
                 self.flagged.close()
 
+    def _recomputed_entry(self) -> dict[str, Any]:
+        """Format 3: which maps are not stored, what each is recomputed from, and the signed
+        filter taps (forensic_vsr.audit.exact_maps) the verifier recomputes S and R with."""
+        if not self.recomputed or self.filters is None:
+            return {}
+        return {"recomputed": {n: {"from": RECOMPUTED_FROM[n]} for n in self.recomputed}, "filters": self.filters.to_json()}
+
     def finish(self) -> dict[str, Any]:
         """Close the files, framehash the map videos and return the step record's `maps` entry."""
         self.flagged.write("\n]}\n")
         self.close()
         files: dict[str, Any] = {}
-        for name in self.names:
+        for name in self.stored:
             video = layout.map_video(name)
             if len(self.hashes[name]) != self.count:
                 raise IntegrityError(f"{video}: {len(self.hashes[name])} frames encoded, {self.count} written")
@@ -164,6 +206,7 @@ class MapsWriter:
             "storage": f"FFV1 gray16le, sample = round(levels * {self.map_scale}), clipped at 65535",
             "scale": self.map_scale,
             "files": files,
+            **self._recomputed_entry(),
             "flagged": {
                 "file": layout.FLAGGED,
                 "sha256": file_sha256(self.bundle.path(layout.FLAGGED)),

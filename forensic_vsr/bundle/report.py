@@ -46,7 +46,8 @@ def write_report(
     per_input = step.frames_per_input
     map_scale = maps.get("scale") if maps else None
     frames = still_frames(step, recipe.stills)
-    made = make_stills(bundle.dir, evidence, frames, step.frames.start, threshold, per_input, map_scale, recipe.roi)
+    recompute = recipe.scale if maps and "synthesized" in maps.get("recomputed", {}) else None  # format 3: S not stored
+    made = make_stills(bundle.dir, evidence, frames, step.frames.start, threshold, per_input, map_scale, recipe.roi, recompute)
     deblurs = [step.deblur, *(pre.get("deblur") for pre in step.pre_operations)]
     psf = write_psf(bundle.dir, next((d["psf"] for d in deblurs if d and d.get("psf")), None))
     stills = json.loads(dsse.canonical_json(made + ([psf] if psf else [])))

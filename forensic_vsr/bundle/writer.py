@@ -19,7 +19,7 @@ from forensic_vsr.audit.chain import ChainWriter, chain_root
 from forensic_vsr.errors import OutputError
 from forensic_vsr.media import file_sha256
 
-BUNDLE_FORMAT = "forensic-vsr-bundle/2"  # forensic_vsr.audit.bundle_format says what each format holds
+BUNDLE_FORMAT = "forensic-vsr-bundle/3"  # forensic_vsr.audit.bundle_format says what each format holds
 
 
 class BundleDir:

@@ -59,6 +59,14 @@ def write_psf(bundle: Path, psf: dict[str, Any] | None) -> dict[str, Any] | None
     return {"label": "point spread function", "psf": psf, "files": {"psf": entry}}
 
 
+def recomputed_s(x_hat: Any, scale: int, pix_fmt: str) -> Any:
+    """S of one master plane, as bundle.maps computed it (forensic_vsr.uncertainty.exact)."""
+    from forensic_vsr.media import plane_geometry
+    from forensic_vsr.uncertainty.exact import ExactMaps
+
+    return ExactMaps(*x_hat.shape, scale).synthesized(x_hat, plane_geometry(pix_fmt)[0][2])[0]
+
+
 def make_stills(
     bundle: Path,
     evidence: Path,
@@ -68,12 +76,14 @@ def make_stills(
     per_input: int = 1,
     map_scale: float | None = None,
     roi: tuple[int, int, int, int] | None = None,
+    recompute_scale: int | None = None,
 ) -> list[dict[str, Any]]:
     """Write stills/NNNNNN-{evidence,enhanced,overlay}.png for the given output-frame indices
     (labels: first, middle, most-flagged, requested) and return their records: with the time in
     seconds from the evidence's first frame and the region the report magnifies (`crop_region`).
     Output frame i comes from evidence frame start + i // per_input (per_input is 2 when each
-    field became a frame)."""
+    field became a frame). `recompute_scale`: S is not stored (format 3) and is computed from the
+    master frame at this scale, as the maps writer computed it."""
     from fractions import Fraction
 
     import cv2
@@ -116,6 +126,8 @@ def make_stills(
                         grabbed[kind][i] = frame_planes(decoded.frame)[0].astype(np.float32) / map_scale
                     else:
                         grabbed[kind][i] = decoded.frame.to_ndarray(format="rgb24")
+                        if kind == "enhanced" and recompute_scale:
+                            grabbed["s"][i] = recomputed_s(frame_planes(decoded.frame)[0], recompute_scale, decoded.frame.format.name)
                         if kind == "enhanced":
                             seconds = decoded.pts * tb - first_s
                             meta[i] = {

@@ -23,6 +23,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from forensic_vsr.audit.exact_maps import MapFilters
 from forensic_vsr.ops.consistency import OPERATOR, FilterOperator, axis_pinv
 
 DEFAULT_FLAG_THRESHOLD = 8.0
@@ -54,20 +55,33 @@ class ExactMaps:
             self._wy, self._py = wy.astype(np.float32), py.astype(np.float32)
             self._wxt, self._pxt = np.ascontiguousarray(wx.T, np.float32), np.ascontiguousarray(px.T, np.float32)
 
+    def filters(self) -> MapFilters | None:
+        """The short filters as the step record signs them (what `fvsr verify` recomputes S and R
+        with, forensic_vsr.audit.exact_maps); None where the frame needs the dense matrices."""
+        if self._filters is None:
+            return None
+        f = self._filters.f
+        return MapFilters(f.scale, f.down, f.down_anchor, f.up, f.inverse)
+
     def degrade(self, x: np.ndarray) -> np.ndarray:
         return self._filters.degrade(x) if self._filters else self._wy @ x @ self._wxt
 
     def pinv(self, r: np.ndarray) -> np.ndarray:
         return self._filters.pinv(r) if self._filters else self._py @ r @ self._pxt
 
-    def compute(self, y: np.ndarray, x_hat: np.ndarray, max_value: int = 255) -> tuple[np.ndarray, np.ndarray]:
-        """(S, R) in 8-bit levels for input plane `y` and output plane `x_hat` (native samples)."""
-        unit = np.float32(255.0 / max_value)
-        x = np.multiply(x_hat, unit, dtype=np.float32)
+    def synthesized(self, x_hat: np.ndarray, max_value: int = 255) -> tuple[np.ndarray, np.ndarray]:
+        """(S, A†A x̂) in 8-bit levels: S needs the output alone (the report's stills of a format-3
+        bundle recompute it so)."""
+        x = np.multiply(x_hat, np.float32(255.0 / max_value), dtype=np.float32)
         p_ax = self.pinv(self.degrade(x))
         s = np.subtract(x, p_ax, out=x)
         np.abs(s, out=s)
-        r = self.pinv(np.multiply(y, unit, dtype=np.float32))
+        return s, p_ax
+
+    def compute(self, y: np.ndarray, x_hat: np.ndarray, max_value: int = 255) -> tuple[np.ndarray, np.ndarray]:
+        """(S, R) in 8-bit levels for input plane `y` and output plane `x_hat` (native samples)."""
+        s, p_ax = self.synthesized(x_hat, max_value)
+        r = self.pinv(np.multiply(y, np.float32(255.0 / max_value), dtype=np.float32))
         r -= p_ax
         np.abs(r, out=r)
         return s, r

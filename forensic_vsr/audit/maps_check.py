@@ -1,0 +1,158 @@
+"""`fvsr verify` of the maps a format-3 bundle leaves to recomputation (step.run `maps.recomputed`):
+S from the verified master alone, R from the master and the evidence the auditor supplies,
+each recomputed frame by frame with the signed filter taps (forensic_vsr.audit.exact_maps), and
+compared with the per-frame figures `maps/flagged.json` signs: S max, S mean and the flagged
+fraction (S), R max (R). The fixed-formula interval is a function of the master alone
+(`u = 1 + S + |∇x̂|/2`, λ signed); nothing of it is stored, so there is nothing to compare, and
+the check says so. numpy and PyAV only."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from forensic_vsr.audit.checks import Check
+from forensic_vsr.audit.exact_maps import MapFilters, degrade, exact_maps, pinv
+from forensic_vsr.audit.records import step_annotations
+from forensic_vsr.audit.safe_read import UnsafeFile, loads_object, read_recorded
+from forensic_vsr.media import DecoderSettings, VideoReader, frame_planes, plane_geometry
+
+MASTER = "output/master.mkv"
+FLAGGED_MAX = 64 << 20  # bytes of maps/flagged.json read at most
+# How far the verifier's arithmetic may differ from the writer's (OpenCV's filters), in 8-bit
+# levels: measured differences are below 4e-4; the figures in flagged.json are rounded to 3
+# (S max), 4 (R max, S mean) and 6 (fraction) decimals.
+TOLERANCE_LEVELS = 0.01
+
+
+@dataclass
+class _Worst:
+    """The largest difference seen for one map, and the first frame outside the tolerance."""
+
+    name: str
+    largest: float = 0.0
+    problem: str | None = None
+
+    def compare(self, frame: int, what: str, recorded: Any, found: float, tolerance: float) -> None:
+        if not isinstance(recorded, int | float) or isinstance(recorded, bool):
+            self.problem = self.problem or f"frame {frame}: flagged.json records {what} {recorded!r}, not a number"
+            return
+        diff = abs(float(recorded) - found)
+        self.largest = max(self.largest, diff)
+        if diff > tolerance and self.problem is None:
+            self.problem = f"frame {frame}: {what} recomputed {found:.4f}, flagged.json records {recorded}"
+
+
+def _fraction_bounds(s: np.ndarray, threshold: float) -> tuple[float, float]:
+    """The flagged fraction any implementation within the tolerance can find."""
+    n = s.size
+    return float(np.count_nonzero(s > threshold + TOLERANCE_LEVELS)) / n, float(np.count_nonzero(s > threshold - TOLERANCE_LEVELS)) / n
+
+
+def _frames(path: Path, decoder: DecoderSettings | None, start: int, rate: Fraction | None) -> Iterator[np.ndarray]:
+    """The first plane of every frame from `start` on."""
+    reader = VideoReader(path, decoder, rate) if decoder is not None else VideoReader(path)
+    with reader:
+        for decoded in reader.frames():
+            if decoded.index >= start:
+                yield frame_planes(decoded.frame)[0]
+
+
+def recomputed_checks(
+    bundle: Path,
+    step: dict[str, Any],
+    ingest: dict[str, Any] | None,
+    recorded: dict[str, dict[str, Any]],
+    verified: set[str],
+    allowed: bool,
+    evidence: Path | None,
+) -> Iterator[Check]:
+    """One check per recomputed map. `verified`: the bundle files whose signed size and sha256
+    matched; `evidence`: the auditor's evidence file, already checked against its signed sha256
+    (None: R cannot be recomputed, and its check says NOT VERIFIED)."""
+    summary = step_annotations(step)
+    maps = summary.get("maps") or {}
+    names = maps.get("recomputed")
+    if not names:
+        return
+    if not allowed:
+        yield Check.failed("maps.recomputed", "step.run leaves maps unstored (maps.recomputed), which only bundle format 3 allows")
+        return
+    if not isinstance(names, dict) or not set(names) <= {"synthesized", "contradiction", "interval"}:
+        yield Check.failed("maps.recomputed", f"maps.recomputed names {sorted(names) if isinstance(names, dict) else names!r}")
+        return
+    flagged = maps["flagged"]
+    for name in (MASTER, flagged["file"]):
+        if name not in verified or name not in recorded:
+            yield Check.failed("maps.recomputed", f"not checked: {name} is missing or failed files.digests")
+            return
+    try:
+        filters = MapFilters.from_json(maps.get("filters") or {})
+        entry = recorded[flagged["file"]]
+        frames = loads_object(read_recorded(bundle, entry["name"], entry.get("size"), entry.get("sha256"), FLAGGED_MAX), entry["name"])
+    except (ValueError, UnsafeFile) as exc:
+        yield Check.failed("maps.recomputed", str(exc))
+        return
+    per_frame = frames.get("frames")
+    count, start = summary["frames"]["count"], summary["frames"]["start"]
+    if not isinstance(per_frame, list) or len(per_frame) != count or not all(isinstance(f, dict) for f in per_frame):
+        yield Check.failed("maps.recomputed", f"{flagged['file']} does not list {count} frames")
+        return
+    threshold = float(flagged["threshold_levels"])
+    vmax = plane_geometry(summary["pix_fmt_in"])[0][2]
+    s_check, r_check = _Worst("synthesized"), _Worst("contradiction")
+    masters = _frames(bundle / MASTER, None, 0, None)
+    inputs: Iterator[np.ndarray | None] = itertools.repeat(None)
+    if evidence is not None and ingest is not None:
+        derived = (ingest.get("timing") or {}).get("derived") or {}
+        rate = Fraction(str(derived["rate"])) if str(derived.get("from", "")).startswith("--rate") and derived.get("rate") else None
+        inputs = _frames(evidence, DecoderSettings.from_record(ingest.get("decoder")), start, rate)
+    seen = 0
+    for i, (x_hat, y, fig) in enumerate(zip(masters, inputs, per_frame, strict=False)):
+        if x_hat.ndim != 2 or not filters.fits(*x_hat.shape):
+            yield Check.failed("maps.recomputed", f"frame {i} of {MASTER} is {x_hat.shape}: not a plane the signed filters apply to")
+            return
+        if y is None:
+            x = np.multiply(x_hat, np.float32(255.0 / vmax), dtype=np.float32)
+            s = np.abs(np.subtract(x, pinv(degrade(x, filters), filters)))
+        else:
+            s, r = exact_maps(y, x_hat, filters, vmax)
+            r_check.compare(i, "R max", fig.get("r_max"), float(r.max()), TOLERANCE_LEVELS)
+        s_check.compare(i, "S max", fig.get("s_max"), float(s.max()), TOLERANCE_LEVELS)
+        s_check.compare(i, "S mean", fig.get("s_mean"), float(s.mean(dtype=np.float64)), TOLERANCE_LEVELS)
+        low, high = _fraction_bounds(s, threshold)
+        fraction = fig.get("fraction_flagged")
+        if not isinstance(fraction, int | float) or not low - 1e-6 <= fraction <= high + 1e-6:
+            s_check.problem = (
+                s_check.problem or f"frame {i}: flagged fraction recomputed {low:.6f} to {high:.6f}, flagged.json records {fraction}"
+            )
+        seen += 1
+    if seen != count:
+        yield Check.failed("maps.recomputed", f"{seen} frames recomputed, the step records {count}")
+        return
+    for check, what in ((s_check, f"{MASTER}"), (r_check, f"{MASTER} and {evidence.name if evidence else 'the evidence'}")):
+        name = f"maps.{check.name}"
+        if check.name not in names:
+            continue
+        if check is r_check and evidence is None:
+            yield Check.not_verified(name, "not stored, recomputed from the master and the evidence: run verify with --evidence")
+        elif check.problem:
+            yield Check.failed(name, f"recomputed from {what}: {check.problem}")
+        else:
+            figures = "S max, S mean and flagged fraction" if check is s_check else "R max"
+            yield Check.passed(
+                name,
+                f"not stored; {count} frames recomputed from {what}: {figures} of every frame as {flagged['file']} signs"
+                f" (largest difference {check.largest:.5f} levels)",
+            )
+    if "interval" in names:
+        yield Check.passed(
+            "maps.interval",
+            f"not stored: lambda * u of the verified master ({maps.get('calibration', {}).get('lambda')}), computed by whoever shows it",
+        )
