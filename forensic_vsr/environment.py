@@ -1,6 +1,7 @@
 """What the run ran on: library versions, device, CPU features, determinism settings.
 
-Versions are read from package metadata, never by importing heavy libraries (torch, cv2)."""
+Versions are read from package metadata, never by importing heavy libraries (torch, cv2); only a
+CUDA run's facts (cuDNN, GPU) are asked of torch, which that run has loaded already."""
 
 from __future__ import annotations
 
@@ -42,6 +43,46 @@ def cpu_features() -> dict[str, Any]:
     }
 
 
+def _nvidia_driver() -> str | None:
+    """The NVIDIA kernel driver's version, from /proc (no subprocess, no NVML)."""
+    try:
+        with open("/proc/driver/nvidia/version", encoding="utf-8", errors="replace") as fh:
+            words = fh.readline().split()
+    except OSError:
+        return None
+    return next((w for w in words if w[:1].isdigit() and "." in w), None)
+
+
+def cuda_facts(device: str) -> dict[str, Any]:
+    """What a CUDA run ran on and under which determinism settings (models.runner.
+    deterministic_cuda sets them): CUDA runtime torch was built with, cuDNN, GPU, driver. Every
+    field is present on any device and null where it does not apply, so a CPU run's record has
+    the same shape. torch is only consulted for a CUDA device, which has loaded it already."""
+    facts: dict[str, Any] = dict.fromkeys(
+        ("torch_cuda", "cudnn", "gpu", "gpu_capability", "driver", "deterministic_algorithms",
+         "cudnn_deterministic", "cudnn_benchmark", "cublas_workspace_config", "tf32_matmul", "tf32_cudnn"),
+    )  # fmt: skip
+    if not device.startswith("cuda"):
+        return facts
+    import torch
+
+    index = torch.device(device).index or 0
+    facts.update(
+        torch_cuda=torch.version.cuda,
+        cudnn=torch.backends.cudnn.version(),
+        gpu=torch.cuda.get_device_name(index),
+        gpu_capability=".".join(map(str, torch.cuda.get_device_capability(index))),
+        driver=_nvidia_driver(),
+        deterministic_algorithms=torch.are_deterministic_algorithms_enabled(),
+        cudnn_deterministic=bool(torch.backends.cudnn.deterministic),
+        cudnn_benchmark=bool(torch.backends.cudnn.benchmark),
+        cublas_workspace_config=os.environ.get("CUBLAS_WORKSPACE_CONFIG"),
+        tf32_matmul=bool(torch.backends.cuda.matmul.allow_tf32),
+        tf32_cudnn=bool(torch.backends.cudnn.allow_tf32),
+    )
+    return facts
+
+
 def environment_report(device: str) -> dict[str, Any]:
     import av
     import numpy as np
@@ -64,5 +105,6 @@ def environment_report(device: str) -> dict[str, Any]:
         "determinism": {
             "arithmetic": "float32 numpy, fixed evaluation order, round half to even",
             "threads": "decoder/encoder threads do not change decoded or encoded samples (FFV1 is lossless)",
+            "cuda": cuda_facts(device),
         },
     }

@@ -13,6 +13,7 @@ output (tested to the bit on the rounded samples). On CUDA, frames of one size r
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -35,11 +36,36 @@ BICUBIC_REACH = 2
 MIN_TILE = 128  # F.interpolate's bicubic kernel reads 2 input samples either side
 
 
+# cuBLAS picks its reduction split from the workspace it has: a fixed workspace makes its
+# results repeatable (NVIDIA's cuBLAS "Results reproducibility"; torch's reproducibility notes)
+CUBLAS_WORKSPACE_CONFIG = ":4096:8"
+
+
+def deterministic_cuda() -> None:
+    """Determinism settings for CUDA, set before the first CUDA kernel: deterministic algorithms
+    (an op without one raises rather than run nondeterministically), cuDNN without autotuning and
+    with deterministic kernels only, a fixed cuBLAS workspace, no TF32 (float32 products stay
+    float32). Two runs on one GPU model, driver and library stack then give the same bits.
+    environment.cuda_facts records what was in force."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE_CONFIG)
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+
+
 def select_device(requested: str) -> torch.device:
+    """The torch device for `--device` (auto: CUDA when there is one); a CUDA device gets the
+    determinism settings of `deterministic_cuda`."""
+    if requested.split(":")[0] not in ("auto", "cpu", "cuda"):
+        raise UsageError(f"--device {requested}: use auto, cpu or cuda")
     if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda: no CUDA device is available")
+        requested = "cuda" if torch.cuda.is_available() else "cpu"
+    if requested.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise UsageError(f"--device {requested}: no CUDA device is available")
+        deterministic_cuda()
     return torch.device(requested)
 
 

@@ -34,6 +34,7 @@ from forensic_vsr.uncertainty.exact import ExactMaps
 NAME = "fvsr-laplace-scale-head"
 FLOOR = 0.25  # smallest scale, in 8-bit levels
 STRIP_ROWS = 64  # rows per evaluation strip (bench: 64 was fastest of 16-128 at 1280 columns)
+DEVICE_STRIP_ROWS = 1024  # on a GPU strips only bound the activations' memory (16 channels, float32)
 HEAD_FORMULA = "u = b(x_hat, bicubic(y), S, |grad x_hat|): learned Laplace scale head on the frozen model (8-bit levels)"
 
 
@@ -70,13 +71,17 @@ def features(x_hat: np.ndarray, lr: np.ndarray, s: np.ndarray, scale: int) -> np
 class LearnedScale:
     """u(x̂, y, S) from a head file, checked against the sha256 its card entry pins."""
 
-    def __init__(self, entry: dict[str, Any], card_dir: Path, scale: int) -> None:
+    def __init__(self, entry: dict[str, Any], card_dir: Path, scale: int, device: str = "cpu") -> None:
+        """`device`: the torch device the head runs on (the run's; the features are made on the CPU)."""
         state = load_pinned(card_dir / entry["file"], entry["sha256"], "uncertainty head")
         params = entry.get("architecture", {}).get("params", {})
+        self.device = torch.device(device)
         self.net = ScaleHead(int(params.get("channels", 16)), int(params.get("layers", 4)))
         self.net.load_state_dict(state, strict=True)
-        self.net.eval()
-        self.packed = pack(self.net.body) if torch.backends.mkldnn.is_available() else None
+        self.net.eval().to(self.device)
+        cpu = self.device.type == "cpu"
+        self.packed = pack(self.net.body) if cpu and torch.backends.mkldnn.is_available() else None
+        self.strip_rows = STRIP_ROWS if cpu else DEVICE_STRIP_ROWS
         self.scale = scale
         self.radius = int(params.get("layers", 4))  # one sample per 3x3 convolution
 
@@ -85,14 +90,14 @@ class LearnedScale:
         context above and below (zero padding only at the frame's own edges, as for the whole
         frame): the same values, 3-5x faster on CPU because a strip's activations stay in cache.
         Strips large enough for oneDNN run with blocked-layout activations (bit-identical)."""
-        f = torch.from_numpy(features(x_hat, lr, s, self.scale))[None]
+        f = torch.from_numpy(features(x_hat, lr, s, self.scale))[None].to(self.device)
         h = f.shape[2]
         out = np.empty(f.shape[2:], np.float32)
         with torch.inference_mode():
-            for top in range(0, h, STRIP_ROWS):
-                bottom = min(top + STRIP_ROWS, h)
+            for top in range(0, h, self.strip_rows):
+                bottom = min(top + self.strip_rows, h)
                 a, b = max(top - self.radius, 0), min(bottom + self.radius, h)
-                out[top:bottom] = self._scale(f[:, :, a:b])[0, 0, top - a : bottom - a].numpy()
+                out[top:bottom] = self._scale(f[:, :, a:b])[0, 0, top - a : bottom - a].cpu().numpy()
         return out
 
     def _scale(self, feats: torch.Tensor) -> torch.Tensor:
