@@ -182,6 +182,7 @@ class FramePass:
                 # S and R recomputable from the master and the evidence frame (format 3) when
                 # the main operation's input is that frame, whole, one output per input
                 recompute=not self.pre and self.factor == 1,
+                device=self.main.device,
             )
             if self.recipe.maps
             else None

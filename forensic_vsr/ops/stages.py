@@ -18,7 +18,7 @@ from forensic_vsr.errors import IntegrityError, UnsupportedFormatError
 from forensic_vsr.media import plane_geometry
 from forensic_vsr.models.registry import ResolvedModel
 from forensic_vsr.models.tasks import LUMA_TASKS, runs_on_luma, task
-from forensic_vsr.ops.consistency import Projector
+from forensic_vsr.ops.consistency_torch import projector_for
 from forensic_vsr.ops.resample import KERNEL_SUPPORT, upscale_plane
 
 Key = Any  # (decoded frame index, pts)
@@ -103,7 +103,7 @@ class PlaneStage:
         self.kernel = "lanczos" if runs_on_luma(model) or params.scale == 1 else model.id
         if self.kernel not in KERNEL_SUPPORT:
             raise UnsupportedFormatError(f"{model.id}: no classical kernel of that name")
-        self.projector = Projector(self.out_h, self.out_w, params.scale) if params.project else None
+        self.projector = projector_for(self.out_h, self.out_w, params.scale, self.device) if params.project else None
         self.geometry = plane_geometry(params.src_fmt)
         self.pending: list[tuple[Key, Planes]] = []
 
