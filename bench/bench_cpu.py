@@ -4,16 +4,20 @@ candidate speed-up gives, and whether it keeps the output bit-identical.
 `stages` times each stage of fidelity-sr-x2/x4 on one frame of a 768x576 clip (bikes.mp4 scaled
 by ffmpeg) and every variant side by side in one process: the network in torch's default layout,
 in channels_last and in oneDNN's blocked layout (models/blocked.py); the scale head likewise and
-with several strip heights; the projection with and without the repeated residual; each at 1 and
-2 torch threads. Every variant's output is compared with the default path's to the bit.
+with several strip heights; the projection with dense and with banded float64 products (and
+with the repeated residual of before issue 17); each at 1 and 2 torch threads. Every variant's
+output is compared with the default path's to the bit.
 
-`enhance` runs `fvsr enhance` end to end on the clip with this tree and with a `--before` tree
-(the same command, PYTHONPATH pointing at the other source), at the given torch thread counts
-(OMP_NUM_THREADS), and compares output.framehash and every maps/*.framehash between them.
+`enhance` runs `fvsr enhance` end to end on the clip with this tree and with `--before` trees
+(the same command, PYTHONPATH pointing at the other source), the trees called in turn (ABAB) so
+that a drift of the machine's load hits all alike, each at 1 frame and at N frames: the time per
+frame is the difference divided by N - 1 (process start, model load and the first frame's
+caches cancel). Output and map frame hashes are compared with the first tree's (the maps both
+store: bundle format 3 recomputes S and R instead of storing them).
 
     python bench/bench_cpu.py stages [--repeat 3]
     python bench/bench_cpu.py interleaved [--repeat 3]
-    python bench/bench_cpu.py enhance --before /tmp/fvsr-before [--frames 10] [--frames-x4 3] [--repeat 3]
+    python bench/bench_cpu.py enhance --before /tmp/fvsr-before [--before TREE ...] [--frames 6] [--frames-x4 4] [--repeat 3]
 
 Medians of `--repeat` runs; the load average is printed beside every figure (this machine is
 shared). Results: bench/results/cpu-<mode>.json and docs/benchmarks.md."""
@@ -81,6 +85,20 @@ def stages(repeat: int) -> list[dict[str, Any]]:
     return rows
 
 
+def dense_projector(height: int, width: int, scale: int) -> Any:
+    """The projector with the dense float64 products it had before the banded ones."""
+    from forensic_vsr.ops.consistency import Projector, axis_pinv
+
+    class Dense(Projector):
+        def degrade(self, x: np.ndarray) -> np.ndarray:
+            return axis_pinv(self.height, self.scale)[0] @ x @ axis_pinv(self.width, self.scale)[0].T
+
+        def pinv(self, r: np.ndarray) -> np.ndarray:
+            return axis_pinv(self.height, self.scale)[1] @ r @ axis_pinv(self.width, self.scale)[1].T
+
+    return Dense(height, width, scale)
+
+
 def model_stages(model_id: str, scale: int, y: np.ndarray, u: np.ndarray, repeat: int, rows: list[dict[str, Any]]) -> None:
     import torch
 
@@ -114,18 +132,21 @@ def model_stages(model_id: str, scale: int, y: np.ndarray, u: np.ndarray, repeat
             row("network forward", name, threads, stats, bool(torch.equal(out.contiguous(), ref)))
     torch.set_num_threads(2)
     x_hat = ref[0, 0].numpy().astype(np.float64) * 255
-    proj = Projector(576 * scale, 768 * scale, scale)
+    proj, dense = Projector(576 * scale, 768 * scale, scale), dense_projector(576 * scale, 768 * scale, scale)
     yd = y.astype(np.float64)
 
     def residual_twice() -> np.ndarray:
-        out = to_samples(proj.project_in_range(x_hat, yd, 255, 0.25), 255, np.uint8)
-        proj.rms_residual(out, yd)  # what PlaneStage.luma measured again before issue 17
+        out = to_samples(dense.project_in_range(x_hat, yd, 255, 0.25), 255, np.uint8)
+        dense.rms_residual(out, yd)  # what PlaneStage.luma measured again before issue 17
         return out
 
     base, stats = timed(residual_twice, repeat)
-    row("projection", "residual measured twice (before)", 2, stats, True)
-    out, stats = timed(lambda: proj.project_to_samples(x_hat, yd, 255, 0.25)[0].astype(np.uint8), repeat)
-    row("projection", "residual measured once", 2, stats, bool(np.array_equal(out, base)))
+    row("projection", "dense, residual measured twice (before)", 2, stats, True)
+    (out, want_r), stats = timed(lambda: dense.project_to_samples(x_hat, yd, 255, 0.25), repeat)
+    row("projection", "dense, residual measured once", 2, stats, bool(np.array_equal(out.astype(np.uint8), base)))
+    (out, got_r), stats = timed(lambda: proj.project_to_samples(x_hat, yd, 255, 0.25), repeat)
+    same = bool(np.array_equal(out.astype(np.uint8), base)) and round(got_r, 6) == round(want_r, 6)  # as recorded
+    row("projection", "banded, residual measured once", 2, stats, same)
     _, stats = timed(lambda: upscale_plane(u, kind="lanczos", scale=scale, out_width=384 * scale, out_height=288 * scale), repeat)
     row("chroma (lanczos, one plane)", "-", 2, stats, None)
     maps = ExactMaps(576 * scale, 768 * scale, scale)
@@ -138,16 +159,16 @@ def model_stages(model_id: str, scale: int, y: np.ndarray, u: np.ndarray, repeat
     x8, lr = base.astype(np.float32), y.astype(np.float32)
     _, stats = timed(lambda: head_mod.features(x8, lr, s, scale), repeat)
     row("scale head: features", "-", 2, stats, None)
-    packed, strip_rows = learned.packed, head_mod.STRIP_ROWS
+    packed, strip_rows = learned.packed, learned.strip_rows
     learned.packed = None
     want = learned(x8, lr, s)
     for threads in (1, 2):
         torch.set_num_threads(threads)
         for name, layout, rows_per_strip in (("default layout", None, 64), ("oneDNN blocked", packed, 64), ("oneDNN blocked", packed, 128)):
-            learned.packed, head_mod.STRIP_ROWS = layout, rows_per_strip
+            learned.packed, learned.strip_rows = layout, rows_per_strip
             got, stats = timed(lambda: learned(x8, lr, s), repeat)
             row("scale head: network", f"{name}, {rows_per_strip}-row strips", threads, stats, bool(np.array_equal(got, want)))
-    learned.packed, head_mod.STRIP_ROWS = packed, strip_rows
+    learned.packed, learned.strip_rows = packed, strip_rows
     torch.set_num_threads(2)
 
 
@@ -187,43 +208,57 @@ def _hashes(path: Path) -> list[str]:
     return [line.rsplit(",", 1)[-1].strip() for line in path.read_text().splitlines() if line and not line.startswith("#")]
 
 
-def enhance(before: Path, frames: int, frames_x4: int, repeat: int, threads: list[str], only: list[str]) -> list[dict[str, Any]]:
-    """Each case with the before tree at torch's default threads, then this tree at each of
-    `threads`; every run's frame and map hashes are compared with the before tree's."""
+def _run(tree: Path, clip: Path, key: Path, bundle: Path, model: str, frames: int, extra: list[str], threads: str) -> dict[str, Any]:
+    env = {**os.environ, "PYTHONPATH": str(tree), "FVSR_KEY_PASSPHRASE": "bench-passphrase"}
+    if threads != "default":
+        env["OMP_NUM_THREADS"] = threads
+    cmd = [sys.executable, "-m", "forensic_vsr", "enhance", str(clip), "-o", str(bundle), "--key", str(key),
+           "--model", model, "--frames", f"0:{frames}", "--mode", "investigative", "--no-report", "-q", *extra]  # fmt: skip
+    start_load = load()
+    t0, c0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
+    subprocess.run(cmd, check=True, env=env, cwd=tree, stdin=subprocess.DEVNULL)
+    wall = time.perf_counter() - t0
+    c1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    streams = {"output": _hashes(bundle / "output.framehash")}
+    streams |= {f"maps/{p.stem}": _hashes(p) for p in sorted((bundle / "maps").glob("*.framehash"))}
+    cpu = c1.ru_utime + c1.ru_stime - c0.ru_utime - c0.ru_stime  # less sensitive to others' load
+    return {"wall": wall, "cpu": cpu, "load": start_load, "streams": streams}
+
+
+def enhance(trees: list[Path], frames: int, frames_x4: int, repeat: int, threads: str, only: list[str]) -> list[dict[str, Any]]:
+    """Each case on every tree in turn, `repeat` rounds, each run at 1 and at N frames; the time
+    per frame is (median at N - median at 1) / (N - 1). Hashes of the streams two trees both
+    write are compared with the first tree's."""
     from forensic_vsr.audit.keys import generate
 
     work = Path(tempfile.mkdtemp(prefix="fvsr-bench-cpu-"))
-    clip = make_clip(work / "clip768.mp4", frames)
-    generate(work / "k.key", "Bench", b"bench-passphrase")
+    clip = make_clip(work / "clip768.mp4", max(frames, frames_x4))
+    key = work / "k.key"
+    generate(key, "Bench", b"bench-passphrase")
     cases = {"x2-no-maps": ("fidelity-sr-x2", ["--no-maps"], frames), "x2-maps": ("fidelity-sr-x2", [], frames)}
     cases["x4-maps"] = ("fidelity-sr-x4", [], frames_x4)
     rows = []
-    for model, extra, n_frames in (cases[name] for name in only):
-        want: dict[str, list[str]] | None = None
-        for tree_name, tree, n in [("before", before, "default"), *(("after", ROOT, n) for n in threads)]:
-            env = {**os.environ, "PYTHONPATH": str(tree), "FVSR_KEY_PASSPHRASE": "bench-passphrase"}
-            if n != "default":
-                env["OMP_NUM_THREADS"] = n
-            times, cpu, loads, identical = [], [], [], True
-            for i in range(repeat):
-                bundle = work / f"{model}-{len(extra)}-{n}-{tree_name}-{i}"
-                cmd = [sys.executable, "-m", "forensic_vsr", "enhance", str(clip), "-o", str(bundle), "--key", str(work / "k.key"),
-                       "--model", model, "--frames", f"0:{n_frames}", "--mode", "investigative", "--no-report", "-q", *extra]  # fmt: skip
-                loads.append(load())
-                t0, c0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
-                subprocess.run(cmd, check=True, env=env, cwd=tree, stdin=subprocess.DEVNULL)
-                times.append(time.perf_counter() - t0)
-                c1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-                cpu.append(c1.ru_utime + c1.ru_stime - c0.ru_utime - c0.ru_stime)  # less sensitive to others' load
-                streams = {"output": _hashes(bundle / "output.framehash")}
-                streams |= {f"maps/{p.stem}": _hashes(p) for p in sorted((bundle / "maps").glob("*.framehash"))}
-                want = want or streams
-                identical &= streams == want
-            median = statistics.median(times)
+    for case in only:
+        model, extra, n = cases[case]
+        runs: dict[tuple[int, int], list[dict[str, Any]]] = {(t, k): [] for t in range(len(trees)) for k in (1, n)}
+        for i in range(repeat):
+            for t, tree in enumerate(trees):
+                for k in (1, n):
+                    runs[t, k].append(_run(tree, clip, key, work / f"{case}-{t}-{k}-{i}", model, k, extra, threads))
+                    print(case, tree, k, round(runs[t, k][-1]["wall"], 2), flush=True)
+        want = runs[0, n][0]["streams"]
+        for t, tree in enumerate(trees):
+            med = {(k, m): statistics.median(r[m] for r in runs[t, k]) for k in (1, n) for m in ("wall", "cpu")}
+            compared = sorted(set(want) & set(runs[t, n][0]["streams"]))
             rows.append({
-                "model": model, "maps": not extra, "tree": tree_name, "threads": n, "frames": n_frames,
-                "median_s": round(median, 2), "s_per_frame": round(median / n_frames, 3), "runs_s": [round(t, 2) for t in times],
-                "median_cpu_s": round(statistics.median(cpu), 2), "load_at_start": loads, "hashes_identical_to_before": identical,
+                "case": case, "model": model, "maps": not extra, "tree": str(tree), "threads": threads, "frames": n,
+                "median_s_1_frame": round(med[1, "wall"], 2), f"median_s_{n}_frames": round(med[n, "wall"], 2),
+                "s_per_frame": round((med[n, "wall"] - med[1, "wall"]) / (n - 1), 3),
+                "cpu_s_per_frame": round((med[n, "cpu"] - med[1, "cpu"]) / (n - 1), 3),
+                "runs_s": {k: [round(r["wall"], 2) for r in runs[t, k]] for k in (1, n)},
+                "load_at_start": [r["load"] for k in (1, n) for r in runs[t, k]],
+                "streams_compared": compared,
+                "hashes_identical": all(r["streams"][s] == want[s] for r in runs[t, n] for s in compared),
             })  # fmt: skip
             print(json.dumps(rows[-1]), flush=True)
     return rows
@@ -233,10 +268,10 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("mode", choices=["stages", "interleaved", "enhance"])
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--frames", type=int, default=10, help="frames of the x2 runs (enhance)")
-    ap.add_argument("--frames-x4", type=int, default=3, help="frames of the x4 run (enhance)")
-    ap.add_argument("--before", type=Path, help="source tree to compare with (enhance)")
-    ap.add_argument("--threads", default="default,1", help="comma-separated OMP_NUM_THREADS values (enhance)")
+    ap.add_argument("--frames", type=int, default=6, help="frames of the x2 runs (enhance)")
+    ap.add_argument("--frames-x4", type=int, default=4, help="frames of the x4 run (enhance)")
+    ap.add_argument("--before", type=Path, action="append", default=[], help="source tree to compare with (enhance; repeatable)")
+    ap.add_argument("--threads", default="default", help="OMP_NUM_THREADS of every run, or 'default' (enhance)")
     ap.add_argument("--tag", default="", help="suffix of the results file")
     ap.add_argument("--cases", default="x2-no-maps,x2-maps,x4-maps", help="comma-separated (enhance)")
     args = ap.parse_args()
@@ -245,9 +280,10 @@ def main() -> None:
     elif args.mode == "interleaved":
         rows = interleaved(args.repeat)
     else:
-        if args.before is None:
+        if not args.before:
             ap.error("enhance needs --before TREE")
-        rows = enhance(args.before.resolve(), args.frames, args.frames_x4, args.repeat, args.threads.split(","), args.cases.split(","))
+        trees = [b.resolve() for b in args.before] + [ROOT]
+        rows = enhance(trees, args.frames, args.frames_x4, args.repeat, args.threads, args.cases.split(","))
     out = ROOT / "bench" / "results" / f"cpu-{args.mode}{args.tag}.json"
     out.write_text(json.dumps({"cores": os.cpu_count(), "rows": rows}, indent=1) + "\n")
 
