@@ -11,9 +11,10 @@ from __future__ import annotations
 import io
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -64,14 +65,52 @@ def _png(array: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def picture_png(decoded: DecodedFrame) -> bytes:
-    return _png(decoded.frame.to_ndarray(format="rgb24"))
+def picture_png(decoded: DecodedFrame, box: tuple[int, int, int, int] | None = None) -> bytes:
+    """The frame as RGB PNG; `box` (x, y, width, height): only that part (--roi: the region the outputs show)."""
+    rgb = decoded.frame.to_ndarray(format="rgb24")
+    if box is not None:
+        x, y, w, h = box
+        rgb = np.ascontiguousarray(rgb[y : y + h, x : x + w])
+    return _png(rgb)
 
 
-def map_png(decoded: DecodedFrame, scale: float) -> bytes:
-    """The map in 8-bit levels (0..255, rounded, capped) as an 8-bit grey PNG."""
-    samples = frame_planes(decoded.frame)[0].astype(np.float64)
-    return _png(np.minimum(np.rint(samples / scale), 255).astype(np.uint8))
+def map_png(map_frame: DecodedFrame | np.ndarray, scale: float) -> bytes:
+    """The map (a decoded gray16 frame, or its plane) in 8-bit levels (0..255, rounded, capped)
+    as an 8-bit grey PNG."""
+    plane = map_frame if isinstance(map_frame, np.ndarray) else frame_planes(map_frame.frame)[0]
+    return _png(np.minimum(np.rint(plane.astype(np.float64) / scale), 255).astype(np.uint8))
+
+
+class RecomputedMap:
+    """A map a format-3 bundle does not store (S, R, the fixed-formula interval): frame `n` is
+    recomputed from master frame n, and for R the evidence frame behind it, exactly as the maps
+    writer computed it (forensic_vsr.uncertainty.recompute): the gray16 plane a stored map holds."""
+
+    def __init__(
+        self, kind: str, master: FrameSource, evidence: FrameSource | None, evidence_frame: Callable[[int], int], maps: dict[str, Any]
+    ) -> None:
+        self.kind, self.master, self.evidence, self.evidence_frame = kind, master, evidence, evidence_frame
+        self.scale = int(maps["filters"]["scale"])
+        self.lam = (maps.get("calibration") or {}).get("lambda")
+        self._exact: Any = None
+
+    def frame(self, n: int) -> np.ndarray:
+        from forensic_vsr.media import plane_geometry
+        from forensic_vsr.uncertainty.exact import ExactMaps
+        from forensic_vsr.uncertainty.recompute import recomputed_planes
+
+        decoded = self.master.frame(n)
+        x_hat = frame_planes(decoded.frame)[0]
+        y = None
+        if self.kind == "contradiction" and self.evidence is not None:
+            y = frame_planes(self.evidence.frame(self.evidence_frame(n)).frame)[0]
+        if self._exact is None:
+            self._exact = ExactMaps(*x_hat.shape, self.scale)
+        vmax = plane_geometry(decoded.frame.format.name)[0][2]
+        return recomputed_planes(self._exact, x_hat, y, vmax, (self.kind,), self.lam)[self.kind]
+
+    def close(self) -> None:
+        """Nothing of its own to close: the master and evidence sources are the session's."""
 
 
 class PngCache:

@@ -40,7 +40,7 @@ from forensic_vsr.audit.verify import read_chain, verify_bundle
 from forensic_vsr.errors import UsageError
 from forensic_vsr.integrity.framehash import FrameHash, parse
 from forensic_vsr.media import DecoderSettings, file_sha256
-from forensic_vsr.review.frames import FrameSource, PngCache, map_png, picture_png
+from forensic_vsr.review.frames import FrameSource, PngCache, RecomputedMap, map_png, picture_png
 from forensic_vsr.review.psf import MIN_ESTIMATE, MIN_REGION, blind_estimate, enhance_command, parse_psf_params, parse_region, preview
 
 MAP_KINDS = ("synthesized", "contradiction", "interval")
@@ -113,6 +113,10 @@ class ReviewSession:
             if kind in self.maps:
                 self.sources[kind] = FrameSource(bundle / self.maps[kind]["video"])
         self.evidence_note = self._evidence(ingest, evidence)
+        for kind in (self.run.get("maps") or {}).get("recomputed") or ():  # format 3: not stored, recomputed
+            if kind != "contradiction" or "evidence" in self.sources:
+                master, shown = self.sources["enhanced"], self.sources.get("evidence")
+                self.sources[kind] = RecomputedMap(kind, master, shown, self.evidence_frame, self.run["maps"])  # type: ignore[assignment]
         self.cache = PngCache()
         self.progress = VerifyProgress()
         self._save_lock = threading.Lock()
