@@ -230,10 +230,12 @@ def cmd_prove(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Render a bundle's report again (unsigned) from its verified records, e.g. for a bundle made
-    with --no-report or to compare with the signed report.pdf."""
+    with --no-report or to compare with the signed report.pdf; with a Review section for the
+    signed review records (verified with the rest) that `fvsr review` added."""
     from forensic_vsr.audit.keys import load_public_key
     from forensic_vsr.audit.verify import read_chain, verify_bundle
     from forensic_vsr.report.checks import render_report
+    from forensic_vsr.report.review_section import reviewed_frames
 
     bundle, out = Path(args.bundle), Path(args.output)
     key = load_public_key(Path(args.pubkey))
@@ -245,9 +247,11 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise UsageError(f"{bundle} holds a signed refusal and no outputs: there is nothing to report")
     if out.exists():
         raise OutputError(f"{out}: already exists; refusing to overwrite")
+    reviews = reviewed_frames(bundle, view, key, Path(args.evidence) if args.evidence else None)
     with atomic_output(out, overwrite=False) as tmp:
-        render_report(bundle, view, tmp)
-    print(f"report written: {out} (unsigned; the signed original is {bundle / 'report.pdf'})")
+        render_report(bundle, view, tmp, reviews)
+    shown = f"; {len(reviews[0])} review record(s) in its Review section (evidence: {reviews[1]})" if reviews[0] else ""
+    print(f"report written: {out} (unsigned; the signed original is {bundle / 'report.pdf'}){shown}")
     return 0
 
 
@@ -333,6 +337,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     p.add_argument("bundle")
     p.add_argument("--pubkey", required=True, help="the examiner's public key")
     p.add_argument("-o", "--output", required=True, help="PDF to write")
+    p.add_argument(
+        "--evidence",
+        help="the evidence file, for the review records' evidence crops "
+        "(default: the recorded path; used only if its sha256 is the recorded one)",
+    )
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("verify-proof", help="verify a frame proof against the examiner's public key")

@@ -38,12 +38,13 @@ def report_inputs(view: ChainView) -> tuple[dict[str, Any] | None, dict[str, Any
     return rec, records, rec["chain_head"] if rec else str(head)
 
 
-def render_report(bundle: Path, view: ChainView, out: Path) -> dict[str, Any] | None:
-    """Render the (unsigned) report from the verified records and the bundle's stills into `out`.
-    Returns the report.generate record, or None for a bundle run with --no-report (its report is
-    then rendered without stills, at the chain head before run.complete)."""
+def render_report(bundle: Path, view: ChainView, out: Path, reviews: tuple[list[Any], str] | None = None) -> dict[str, Any] | None:
+    """Render the (unsigned) report from the verified records and the bundle's stills into `out`
+    (with `reviews`, `fvsr report`'s Review section). Returns the report.generate record, or None
+    for a bundle run with --no-report (its report is then rendered without stills, at the chain
+    head before run.complete)."""
     rec, records, head = report_inputs(view)
-    render(bundle, records, (rec or {}).get("stills", []), head, out)
+    render(bundle, records, (rec or {}).get("stills", []), head, out, reviews)
     return rec
 
 

@@ -151,8 +151,17 @@ def _timing_rows(ingest: dict[str, Any]) -> list[list[Any]]:
     return rows
 
 
-def render(bundle: Path, records: dict[str, dict[str, Any]], stills: list[dict[str, Any]], chain_head: str, out: Path) -> None:
-    """Write the report PDF for a bundle to `out` (deterministic bytes for the same inputs)."""
+def render(
+    bundle: Path,
+    records: dict[str, dict[str, Any]],
+    stills: list[dict[str, Any]],
+    chain_head: str,
+    out: Path,
+    reviews: tuple[list[Any], str] | None = None,
+) -> None:
+    """Write the report PDF for a bundle to `out` (deterministic bytes for the same inputs).
+    `reviews` (`fvsr report` only: review_section.reviewed_frames) adds the Review section; the
+    signed report, and verify's rendering of it, have none."""
     from reportlab.lib import colors
     from reportlab.lib.pagesizes import A4
     from reportlab.lib.units import mm
@@ -425,6 +434,11 @@ def render(bundle: Path, records: dict[str, dict[str, Any]], stills: list[dict[s
     s.append(Paragraph("8. Limitations", st["h1"]))
     for text in LIMITATIONS:
         s.append(Paragraph("• " + _esc(text), st["body"]))
+    if reviews and reviews[0]:
+        from forensic_vsr.report.review_section import review_flowables
+
+        s.append(PageBreak())
+        s += review_flowables(reviews[0], reviews[1], W, st)
     if exif:
         s.append(PageBreak())
         s.append(Paragraph("Appendix A. Metadata (exiftool), every tag", st["h1"]))

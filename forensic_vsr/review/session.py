@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import threading
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -35,24 +34,15 @@ from forensic_vsr.audit.review import (
     review_name,
     sign_review,
 )
-from forensic_vsr.audit.safe_read import FRAMEHASH_HEADER_MAX, FRAMEHASH_LINE_MAX, UnsafeFile, bundle_entries, read_in_bundle
+from forensic_vsr.audit.safe_read import UnsafeFile, bundle_entries, read_in_bundle
 from forensic_vsr.audit.verify import read_chain, verify_bundle
 from forensic_vsr.errors import UsageError
-from forensic_vsr.integrity.framehash import FrameHash, parse
-from forensic_vsr.media import DecoderSettings, file_sha256
+from forensic_vsr.media import file_sha256
+from forensic_vsr.report.review_section import evidence_decoding, read_framehash
 from forensic_vsr.review.frames import FrameSource, PngCache, RecomputedMap, map_png, picture_png
 from forensic_vsr.review.psf import MIN_ESTIMATE, MIN_REGION, blind_estimate, enhance_command, parse_psf_params, parse_region, preview
 
 MAP_KINDS = ("synthesized", "contradiction", "interval")
-FRAMEHASH_MAX = FRAMEHASH_HEADER_MAX + 10_000_000 * FRAMEHASH_LINE_MAX
-
-
-def _framehash(bundle: Path, name: str) -> tuple[Fraction, list[FrameHash]]:
-    text = read_in_bundle(bundle, name, FRAMEHASH_MAX).decode("ascii")
-    tb = next((Fraction(line.split(":", 1)[1].strip()) for line in text.splitlines() if line.startswith("#tb 0:")), None)
-    if tb is None:
-        raise UsageError(f"{name} has no `#tb 0:` line: not a framehash file")
-    return tb, list(parse(text.splitlines()))
 
 
 @dataclass
@@ -104,8 +94,8 @@ class ReviewSession:
         self.evidence_size = (int(probe.get("width") or self.run["width_out"]), int(probe.get("height") or self.run["height_out"]))
         self.maps = (self.run.get("maps") or {}).get("files", {})
         self.map_scale = float((self.run.get("maps") or {}).get("scale", 1))
-        self.out_tb, self.output = _framehash(bundle, layout.OUTPUT_FRAMEHASH)
-        self.in_tb, inputs = _framehash(bundle, layout.INPUT_FRAMEHASH)
+        self.out_tb, self.output = read_framehash(bundle, layout.OUTPUT_FRAMEHASH)
+        self.in_tb, inputs = read_framehash(bundle, layout.INPUT_FRAMEHASH)
         self.first_pts = inputs[0].pts if inputs else 0
         self.size = (int(self.run["width_out"]), int(self.run["height_out"]))
         self.sources: dict[str, FrameSource] = {"enhanced": FrameSource(bundle / layout.MASTER)}
@@ -132,9 +122,7 @@ class ReviewSession:
         got = file_sha256(path)
         if got != recorded["sha256"]:
             return f"evidence not shown: {path} has sha256 {got[:16]}…, the recorded evidence {recorded['sha256'][:16]}…"
-        derived = (ingest.get("timing") or {}).get("derived") or {}
-        rate = Fraction(str(derived["rate"])) if str(derived.get("from", "")).startswith("--rate") and derived.get("rate") else None
-        self.sources["evidence"] = FrameSource(path, DecoderSettings.from_record(ingest.get("decoder")), rate)
+        self.sources["evidence"] = FrameSource(path, *evidence_decoding(ingest))
         self.evidence_path = path
         return f"evidence {path.name}: sha256 {got[:16]}… as recorded"
 
