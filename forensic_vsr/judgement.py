@@ -31,6 +31,7 @@ from forensic_vsr.audit.records import external_parameters, step_annotations
 from forensic_vsr.audit.step_record import StepRecord
 from forensic_vsr.audit.verify import ExtraCheck
 from forensic_vsr.models.registry import ModelCard, ResolvedModel, registry
+from forensic_vsr.ops.colour import colour_names
 from forensic_vsr.policy import MODES, Policy, builtin_policy, policy_file
 from forensic_vsr.recipe import Recipe, judge_recipe
 from forensic_vsr.resources import POLICIES
@@ -273,6 +274,24 @@ def rejudged(
     ]
 
 
+def colour_consistency_problems(record: dict[str, Any], colours: tuple[str, ...], limit: float) -> list[str]:
+    """RGB evidence: the projection ran on every colour plane the model ran on (in the
+    evidence's component order), and each plane's every residual is within `limit`."""
+    planes, per_plane = record.get("planes"), record.get("rms_residual_per_plane")
+    if planes != list(colours) or not isinstance(per_plane, dict) or sorted(per_plane) != sorted(colours):
+        return [f"the evidence's colour planes are {', '.join(colours)}; step.run records a projection on {planes!r}"]
+    problems = []
+    for name in colours:
+        values = per_plane[name]
+        if not isinstance(values, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            problems.append(f"plane {name}: the recorded residuals are not a list of numbers")
+        elif len(values) != len(record.get("rms_residual_per_frame") or []):
+            problems.append(f"plane {name}: {len(values)} residuals recorded for {len(record.get('rms_residual_per_frame') or [])} frames")
+        elif any(not v <= limit for v in values):
+            problems.append(f"plane {name}: data-consistency RMS residual {max(values)} exceeds the policy's {limit}")
+    return problems
+
+
 def requirements(
     policy: Policy,
     decision: dict[str, Any],
@@ -307,6 +326,12 @@ def requirements(
             problems.append(f"policy {policy.data['id']} requires data consistency for a {main_class} model; step.run records no residuals")
         elif worst > dc["max_rms_residual"]:
             problems.append(f"data-consistency RMS residual {worst} exceeds the policy's {dc['max_rms_residual']}")
+        colours = colour_names(summary.pix_fmt_in) if summary.luma else ()
+        if record and colours:
+            problems += colour_consistency_problems(record, colours, dc["max_rms_residual"])
+        ran_on = summary.runner.get("planes") if isinstance(summary.runner, dict) else None
+        if colours and ran_on != list(colours):
+            problems.append(f"the evidence's colour planes are {', '.join(colours)}; the runner records the network on {ran_on!r}")
     label = rules["output_label"]
     if label and summary.label != label:
         problems.append(f"policy {policy.data['id']} labels outputs {label!r}; step.run records label {summary.label!r}")

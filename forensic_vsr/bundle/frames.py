@@ -31,6 +31,7 @@ from forensic_vsr.media import (
 )
 from forensic_vsr.models.registry import ResolvedModel
 from forensic_vsr.models.tasks import op_name, runs_on_luma, task
+from forensic_vsr.ops.colour import colour_stack, component_order
 from forensic_vsr.ops.degrade import OPERATOR as CONSISTENCY_OPERATOR
 from forensic_vsr.ops.label import burn_label
 from forensic_vsr.ops.operations import stage_for
@@ -179,6 +180,7 @@ class FramePass:
                 self.main.extra_map_names,
                 out_tb,
                 rate,
+                self.main.colour_planes,
                 # S and R recomputable from the master and the evidence frame (format 3) when
                 # the main operation's input is that frame, whole, one output per input
                 recompute=not self.pre and self.factor == 1,
@@ -219,6 +221,7 @@ class FramePass:
         residuals = self.main.residuals
         for (index, pts), planes, out_planes in done:
             map_plane = out_planes[0]  # in the source's component order, like planes[0]
+            map_in, map_out = self._map_planes(planes, out_planes)
             if self.src_fmt in PACKED_ORDER:
                 out_planes = [convert_packed(out_planes[0], self.src_fmt, self.dst_fmt)]
             limit = self.consistency["max_rms_residual"]
@@ -229,7 +232,7 @@ class FramePass:
             self.encoder.submit(out_planes, pts)  # hashed, encoded and checked on the worker threads
             extra = self.main.extras((index, pts))  # taken even without maps: nothing piles up
             if self.maps is not None:
-                self.mapper.submit(planes[0], map_plane, pts, extra)
+                self.mapper.submit(map_in, map_out, pts, extra)
             if self.warp is not None:
                 self.warp.add(
                     planes[0] if planes[0].ndim == 2 else planes[0][..., 0],
@@ -238,6 +241,15 @@ class FramePass:
                 )
             self.written += 1
             self.advance()
+
+    def _map_planes(self, planes: list[np.ndarray], out_planes: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """What the maps are computed on: luma; the colour planes a model ran on, stacked (each
+        mapped, then combined); else the first component of packed RGB."""
+        if self.main.colour_planes:
+            return colour_stack(planes, self.src_fmt), colour_stack(out_planes, self.src_fmt)
+        if planes[0].ndim == 3:
+            return planes[0][..., 0], out_planes[0][..., 0]
+        return planes[0], out_planes[0]
 
     def _check_round_trip(self, n_in: int) -> RoundTripCheck:
         expected = n_in * self.factor
@@ -257,6 +269,10 @@ class FramePass:
     def _step(self, start: int, end: int, siting: str, project: bool, check: RoundTripCheck, maps_step: Any) -> StepRecord:
         recipe, model, residuals = self.recipe, self.model, self.main.residuals
         luma = runs_on_luma(model)
+        colours = self.main.colour_planes  # RGB evidence: every colour plane went through the model
+        classical = ("copy (x1)" if recipe.scale == 1 else "lanczos") if luma else model.id
+        if colours and len(colours) == len(component_order(self.src_fmt) or ""):
+            classical = "none (the model ran on every component)"
         main_record = {key: None for key in RECORD_KEYS} | self.main.record()
         return StepRecord(
             frames=FrameRange(start, end, self.written),
@@ -267,13 +283,22 @@ class FramePass:
             height_out=self.out_h,
             chroma_siting_assumed=siting,
             luma=model.id if luma else None,
-            planes_classical=("copy (x1)" if recipe.scale == 1 else "lanczos") if luma else model.id,
+            planes_classical=classical,
             label=self.label,
             data_consistency=None
             if not project
             else {
                 "operator": CONSISTENCY_OPERATOR,
-                "plane": "luma",
+                **(
+                    {
+                        "planes": list(colours),  # in the evidence's component order
+                        "rms_residual_per_plane": {
+                            name: [round(frame[i], 6) for frame in self.main.plane_residuals] for i, name in enumerate(colours)
+                        },
+                    }
+                    if colours
+                    else {"plane": "luma"}
+                ),
                 "projection": "x + A_pinv(y - A x), separable closed form",
                 "units": "8-bit levels",
                 "rms_residual_per_frame": [round(r, 6) for r in residuals],

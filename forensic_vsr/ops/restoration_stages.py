@@ -107,6 +107,7 @@ class DeblurStage(PlaneStage):
     is run as estimated, and flagged: one warning line on stderr and `estimate.low_confidence`."""
 
     temporal = True
+    colour_refusal = "deblurring is not run per colour plane yet"
 
     def __init__(self, model: ResolvedModel, params: StageParams) -> None:
         super().__init__(model, params)

@@ -3,8 +3,9 @@
 Every stage follows one protocol (`Stage`): frames go in with `push(key, planes)` and come out,
 in order, from `push` and `flush` as (key, input planes, output planes); `record()` is what the
 step record says about the stage. `PlaneStage` runs a network on luma (plane 0 of planar YUV or
-gray), projected onto the input's consistent set where asked, and a classical kernel on every
-other plane (chroma never goes through a network). Stages that need neighbouring frames derive
+gray) or on each colour component of RGB evidence (ops.colour), projected onto the input's
+consistent set where asked, and a classical kernel on every other plane (chroma and alpha never
+go through a network). Stages that need neighbouring frames derive
 from `WindowStage`; `Chain` feeds each stage's outputs to the next."""
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from forensic_vsr.errors import IntegrityError, UnsupportedFormatError
 from forensic_vsr.media import plane_geometry
 from forensic_vsr.models.registry import ResolvedModel
 from forensic_vsr.models.tasks import LUMA_TASKS, runs_on_luma, task
+from forensic_vsr.ops.colour import COLOURS, colour_names, component_order, join_components, split_components
 from forensic_vsr.ops.consistency_torch import projector_for
 from forensic_vsr.ops.resample import KERNEL_SUPPORT, upscale_plane
 
@@ -27,8 +29,6 @@ Done = list[tuple[Key, Planes, Planes]]
 
 # Every key a main operation's record may hold (None where the stage has nothing to say).
 RECORD_KEYS = ("runner", "multiframe", "deblur", "deinterlace", "temporal")
-# Formats without a luma plane: a luma operation cannot run on them.
-_NO_LUMA_PREFIXES = ("gbr", "bgr", "rgb", "argb", "abgr", "0rgb", "0bgr")
 
 
 @dataclass(frozen=True)
@@ -69,6 +69,8 @@ class Stage(Protocol):
     stream_field_order: str | None
     field_ticks: int
     residuals: list[float]  # data-consistency RMS residual of each output frame, where projected
+    plane_residuals: list[list[float]]  # RGB evidence: per output frame, each colour plane's residual
+    colour_planes: tuple[str, ...]  # the colour components the model ran on (RGB evidence), storage order
 
     @property
     def device(self) -> str: ...
@@ -80,9 +82,13 @@ class Stage(Protocol):
 
 class PlaneStage:
     """The per-frame operation: network on luma (projected when `params.project`, each frame's
-    RMS residual appended to `residuals`), classical kernel on every other plane. The network
-    runs `batch` frames at a time (on CUDA), so outputs may lag inputs by up to a batch."""
+    RMS residual appended to `residuals`), classical kernel on every other plane. On RGB evidence
+    the network runs on each colour component as on a luma plane, each projected onto its own
+    consistent set (its residuals in `plane_residuals`, their maximum in `residuals`). The network
+    runs `batch` planes at a time (on CUDA), so outputs may lag inputs by up to a batch."""
 
+    # why the operation cannot run on each colour plane of RGB evidence (None: it can)
+    colour_refusal: str | None = None
     temporal = False
     extra_map_names: tuple[str, ...] = ()
     frames_per_input = 1
@@ -94,8 +100,14 @@ class PlaneStage:
         self.model, self.params = model, params
         self.out_w, self.out_h = params.out_width, params.out_height
         self.residuals: list[float] = []
-        if (model.neural or task(model) in LUMA_TASKS) and params.src_fmt.startswith(_NO_LUMA_PREFIXES):
-            raise UnsupportedFormatError(f"{model.id} works on luma; {params.src_fmt} evidence has no luma plane (use lanczos or bicubic)")
+        self.plane_residuals: list[list[float]] = []
+        on_luma = model.neural or task(model) in LUMA_TASKS
+        self.colour_planes = colour_names(params.src_fmt) if on_luma else ()
+        if self.colour_planes and self.colour_refusal:
+            raise UnsupportedFormatError(
+                f"{model.id} works on luma; {params.src_fmt} evidence has no luma plane, and {self.colour_refusal} "
+                "(use fidelity-sr-x2, fidelity-sr-x4, fidelity-restore, lanczos or bicubic)"
+            )
         if model.neural:
             from forensic_vsr.models.runner import PlaneUpscaler
 
@@ -126,6 +138,7 @@ class PlaneStage:
                 "batch": self.net.batch,
                 "tiling": self.net.tiling(self.params.in_height, self.params.in_width).to_json(),
                 "receptive_radius_margin": self.net.margin,
+                **({"planes": list(self.colour_planes)} if self.colour_planes else {}),  # RGB: each, storage order
             }
         }
 
@@ -142,6 +155,8 @@ class PlaneStage:
         pending, self.pending = self.pending, []
         if not pending:
             return []
+        if self.colour_planes and self.net is not None:
+            return self.flush_colour(pending)
         lumas = None
         if self.net is not None:
             lumas = self.net.predict_many([planes[0] for _, planes in pending], self.geometry[0][2])
@@ -152,6 +167,30 @@ class PlaneStage:
                 for p, plane in enumerate(planes)
             ]
             done.append((key, planes, out))
+        return done
+
+    def flush_colour(self, pending: list[tuple[Key, Planes]]) -> Done:
+        """RGB evidence: the network on every colour component of every pending frame, each
+        projected as a luma plane would be; alpha and padding through the classical kernel."""
+        order = component_order(self.params.src_fmt) or ""
+        vmax = self.geometry[0][2]
+        frames = [split_components(planes, self.params.src_fmt) for _, planes in pending]
+        colour = [c for comps in frames for c, name in zip(comps, order, strict=True) if name in COLOURS]
+        x_hats = iter(self.net.predict_many(colour, vmax))  # type: ignore[union-attr]
+        done = []
+        for (key, planes), comps in zip(pending, frames, strict=True):
+            out, residuals = [], []
+            for comp, name in zip(comps, order, strict=True):
+                if name not in COLOURS:  # alpha or padding
+                    out.append(self.classical(np.ascontiguousarray(comp), (1, 1, vmax)))
+                    continue
+                out.append(self.luma(comp, next(x_hats)))
+                if self.projector is not None:
+                    residuals.append(self.residuals.pop())
+            if self.projector is not None:
+                self.plane_residuals.append(residuals)
+                self.residuals.append(max(residuals))
+            done.append((key, planes, join_components(out, self.params.src_fmt)))
         return done
 
     def luma(self, plane: np.ndarray, x_hat: np.ndarray) -> np.ndarray:
@@ -191,6 +230,8 @@ class WindowStage(PlaneStage):
     decoded frames are held."""
 
     radius = 0
+    # registering each colour plane on its own could align R, G and B differently
+    colour_refusal = "it registers frames on one plane (per colour plane, R, G and B could be aligned differently)"
 
     def __init__(self, model: ResolvedModel, params: StageParams) -> None:
         super().__init__(model, params)

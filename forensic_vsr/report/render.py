@@ -310,7 +310,17 @@ def render(
         if facts:
             s.append(_params(parameter_rows(facts), W, st))
     s.append(Paragraph(f"<b>{_esc(op.get('op', 'upscale'))} x{op['scale']} with {_esc(model['id'])}</b>. {_esc(desc)}", st["body"]))
-    if step.get("luma"):
+    planes = (step.get("runner") or {}).get("planes")
+    if step.get("luma") and planes:
+        projected = ", each projected onto its own consistent set" if step.get("data_consistency") else ""
+        s.append(
+            Paragraph(
+                f"The evidence has no luma plane: the network processes each colour plane ({_esc(', '.join(planes))}) "
+                f"on its own, as it would luma{projected}; other components: {_esc(kind)}.",
+                st["body"],
+            )
+        )
+    elif step.get("luma"):
         s.append(Paragraph(f"The network processes the luma plane; the chroma planes are interpolated with {_esc(kind)}.", st["body"]))
     rows = [
         ["Model id / class", f"{model['id']} / {model['class']}"],
@@ -328,6 +338,8 @@ def render(
     dc = step.get("data_consistency")
     if dc:
         rows.append(["Data-consistency residual (RMS, 8-bit levels)", f"max {dc['rms_residual_max']} (tolerance {dc['tolerance']})"])
+        for name in dc.get("planes") or []:  # RGB evidence: each colour plane's own projection
+            rows.append([f"  of plane {name}", f"max {max(dc['rms_residual_per_plane'][name], default=0.0)}"])
     s.append(_table(rows, [55 * mm, W - 55 * mm], st, mono_cols=(1,)))
     s.append(Spacer(1, 2 * mm))
     s.append(_params(parameter_rows(params), W, st, "Parameter (as the examiner asked)"))
