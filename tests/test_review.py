@@ -302,6 +302,12 @@ def test_psf_preview_restores_as_the_deblur_run_did(deblur_bundle: Path, carphon
             page.mouse.up()
             page.wait_for_function("() => document.getElementById('psf-where').textContent.includes('x 40, y 30, 101\u00d781')")
             assert "--roi 40,30,101,81" in page.input_value("#psf-command")
+            page.click("#psf-estimate")
+            page.wait_for_selector("#psf-estimate-text:has-text('confidence')", timeout=30_000)
+            page.wait_for_function(  # the estimate is then previewed
+                "() => document.getElementById('psf-status').textContent === 'shown' && document.getElementById('psf-estimate-text')"
+                ".textContent.includes(document.getElementById('psf-text').textContent)"
+            )
             page.locator("#psf").screenshot(path=str(shots / "review-psf.png"))
             browser.close()
         proc.send_signal(signal.SIGTERM)

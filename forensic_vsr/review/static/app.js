@@ -132,9 +132,11 @@ function psfRegion() {  // evidence pixels, or null for the whole frame
     box = { x, y, w: Math.min(span, info.width), h: Math.min(span, info.height) };
   }
   if (!box) return null;
-  const fx = info.evidence_width / info.width, fy = info.evidence_height / info.height;
-  const x = Math.floor(box.x * fx), y = Math.floor(box.y * fy);
-  return { x, y, w: Math.ceil((box.x + box.w) * fx) - x, h: Math.ceil((box.y + box.h) * fy) - y };
+  // the output shows the evidence frame, or with --roi only its region [x, y, w, h]
+  const [ox, oy, ew, eh] = info.region || [0, 0, info.evidence_width, info.evidence_height];
+  const fx = ew / info.width, fy = eh / info.height;
+  const x = ox + Math.floor(box.x * fx), y = oy + Math.floor(box.y * fy);
+  return { x, y, w: ox + Math.ceil((box.x + box.w) * fx) - x, h: oy + Math.ceil((box.y + box.h) * fy) - y };
 }
 
 function psfQuery() {
@@ -218,7 +220,9 @@ function bindPsf() {
   }
   if (info.deblur && ["motion", "defocus"].includes(info.deblur.psf.kind)) {
     setPsf(info.deblur.psf);
-    $("psf-recorded").textContent = `This bundle's deblur ran with ${info.deblur.psf.kind} ${JSON.stringify(info.deblur.psf)} (${info.deblur.source}).`;
+    const k = info.deblur.psf;
+    const what = k.kind === "motion" ? `motion ${k.length} px at ${k.angle}°` : `defocus radius ${k.radius} px`;
+    $("psf-recorded").textContent = `This bundle's deblur ran with ${what} (${info.deblur.source}); the panel starts from it.`;
   }
   for (const k of ["length", "angle", "radius"]) {
     $(`psf-${k}-range`).oninput = () => { $(`psf-${k}`).value = $(`psf-${k}-range`).value; schedulePsf(); };
