@@ -25,6 +25,7 @@ from forensic_vsr.bundle.limits import check_evidence_output_size
 from forensic_vsr.bundle.report import write_report
 from forensic_vsr.bundle.statement import statement
 from forensic_vsr.bundle.writer import BundleDir, write_manifest
+from forensic_vsr.distributed import RayOptions, RaySource, import_ray
 from forensic_vsr.errors import IntegrityError, PolicyDenied
 from forensic_vsr.integrity import merkle
 from forensic_vsr.media import VideoReader, file_sha256
@@ -32,10 +33,16 @@ from forensic_vsr.policy import Decision
 from forensic_vsr.recipe import Examiner, Recipe, bounded_frames, decide_recipe, pre_models
 
 
-def enhance(evidence: Path, target: Path, recipe: Recipe, examiner: Examiner, show_progress: bool | None = None) -> Path:
+def enhance(
+    evidence: Path, target: Path, recipe: Recipe, examiner: Examiner, show_progress: bool | None = None, ray: RayOptions | None = None
+) -> Path:
     """Judge the recipe, then run it on the evidence and write a complete, signed bundle at
-    `target`. A refused recipe still leaves a signed bundle holding the decision, and no outputs."""
+    `target`. A refused recipe still leaves a signed bundle holding the decision, and no outputs.
+    With `ray`, the stages run as Ray tasks over segments of the range (forensic_vsr.distributed);
+    the bundle is the same but for the step record's `distributed` entry."""
     evidence = Path(evidence)
+    if ray is not None:
+        import_ray()
     model, decision = decide_recipe(recipe)
     VideoReader(evidence).close()  # an unreadable evidence file leaves no trace on disk
     if decision.allowed:
@@ -57,7 +64,8 @@ def enhance(evidence: Path, target: Path, recipe: Recipe, examiner: Examiner, sh
         if recipe.frames is not None:
             recipe = dataclasses.replace(recipe, frames=bounded_frames(recipe.frames, ingest_body["frames_decoded"]))
         start, end = recipe.frames or (0, ingest_body["frames_decoded"])
-        step, out_leaves = FramePass(evidence, bundle, recipe, model, decision).run(start, end, show_progress)
+        source = None if ray is None else RaySource(ray, evidence, sha_before, bundle.path(layout.INPUT_FRAMEHASH), recipe, model)
+        step, out_leaves = FramePass(evidence, bundle, recipe, model, decision, source).run(start, end, show_progress)
         sha_after = file_sha256(evidence)
         if sha_after != sha_before:
             raise IntegrityError(

@@ -34,7 +34,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("forensic_vsr.report", "forensic_vsr.benchmark", "forensic_vsr.training"),
     ("forensic_vsr.recipe",),
     ("forensic_vsr.judgement", "forensic_vsr.bundle", "forensic_vsr.storage"),
-    ("forensic_vsr.pipeline", "forensic_vsr.dry_run"),
+    ("forensic_vsr.pipeline", "forensic_vsr.dry_run", "forensic_vsr.distributed"),
     ("forensic_vsr.reproduce", "forensic_vsr.batch"),
     ("forensic_vsr.cli", "forensic_vsr.review", "forensic_vsr.__main__"),
 ]

@@ -12,6 +12,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 Json = dict[str, Any]
+OPTIONAL = frozenset({"devices", "distributed"})  # left out when empty, so records without them read back the same
 
 
 @dataclass(frozen=True)
@@ -51,12 +52,13 @@ class StepRecord:
     temporal_consistency: Json | None
     maps: Json | None
     devices: tuple[str, ...] = ()  # where the arithmetic ran; () in format-1 records, which did not say
+    distributed: Json | None = None  # --ray: the segment plan and every worker's environment; absent otherwise
 
     def to_json(self) -> Json:
         out: Json = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name == "devices" and not value:
+            if f.name in OPTIONAL and not value:
                 continue
             out[f.name] = value.to_json() if isinstance(value, FrameRange) else list(value) if isinstance(value, tuple) else value
         return out
@@ -65,11 +67,12 @@ class StepRecord:
     def from_json(cls, data: Json) -> StepRecord:
         """The record as written; an unknown or missing key is refused (ValueError)."""
         names = {f.name for f in fields(cls)}
-        unknown, missing = set(data) - names, names - set(data) - {"devices"}
+        unknown, missing = set(data) - names, names - set(data) - OPTIONAL
         if unknown or missing:
             raise ValueError(f"step record: unknown {sorted(unknown)}, missing {sorted(missing)}")
         values = dict(data)
         values["frames"] = FrameRange.from_json(data["frames"])
         values["pre_operations"] = tuple(data["pre_operations"])
         values["devices"] = tuple(data.get("devices", ()))
+        values["distributed"] = data.get("distributed")
         return cls(**values)

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -22,6 +23,7 @@ from forensic_vsr.media import (
     Colour,
     PipelineStage,
     RoundTripCheck,
+    StreamInfo,
     VideoReader,
     VideoWriter,
     frame_from_planes,
@@ -35,7 +37,7 @@ from forensic_vsr.ops.colour import colour_stack, component_order
 from forensic_vsr.ops.degrade import OPERATOR as CONSISTENCY_OPERATOR
 from forensic_vsr.ops.label import burn_label
 from forensic_vsr.ops.operations import stage_for
-from forensic_vsr.ops.stages import RECORD_KEYS, Chain, Done, Stage, StageParams
+from forensic_vsr.ops.stages import RECORD_KEYS, Chain, Done, Key, Planes, Stage, StageParams
 from forensic_vsr.policy import Decision
 from forensic_vsr.progress import progress
 from forensic_vsr.recipe import Recipe, pre_models, recipe_facts
@@ -63,11 +65,74 @@ def stage_params(recipe: Recipe, src_fmt: str, siting: str, width: int, height: 
     )
 
 
-class FramePass:
-    """One enhancement pass over frames [start, end) of the evidence into `bundle`."""
+def build_stages(recipe: Recipe, model: ResolvedModel, info: StreamInfo) -> tuple[list[Stage], str, bool]:
+    """The pre-operations and then the main stage for evidence of `info`, with the chroma siting
+    assumed and whether luma is projected: the same here and in every Ray worker."""
+    src_fmt = info.pix_fmt
+    siting = "center" if src_fmt.startswith("yuvj") else "left"
+    project = runs_on_luma(model) and recipe_facts(recipe, model).data_consistency_available
+    params = stage_params(recipe, src_fmt, siting, info.width, info.height, project)
+    pre_params = dataclasses.replace(params, scale=1, project=False, keep_maps=False)
+    stages = [*(stage_for(m, pre_params) for m in pre_models(recipe)), stage_for(model, params)]
+    rate = info.guessed_rate
+    for stage in stages:
+        stage.stream_field_order = info.field_order
+        if rate:  # a frame's duration in input ticks: half a frame in the halved output time base
+            stage.field_ticks = max(1, round(1 / (rate * info.time_base)))
+    return stages, siting, project
 
-    def __init__(self, evidence: Path, bundle: BundleDir, recipe: Recipe, model: ResolvedModel, decision: Decision) -> None:
+
+def chain_outputs(
+    reader: VideoReader, stages: list[Stage], start: int, end: int, check: Callable[[int, Planes], None] | None = None
+) -> Iterator[Done]:
+    """Decoded frames [start, end) through the stages, in order (`check` sees each input frame
+    first); the last item is the chain's flush."""
+    chain = Chain(stages)
+    for decoded in reader.frames():
+        if decoded.index < start:
+            continue
+        if decoded.index >= end:
+            break
+        planes = frame_planes(decoded.frame)
+        if check is not None:
+            check(decoded.index, planes)
+        yield chain.push((decoded.index, decoded.pts), planes)
+    yield chain.flush()
+
+
+class FrameSource(Protocol):
+    """Where the pass's finished frames come from: the chain run here (`LocalChain`) or segments
+    run elsewhere (forensic_vsr.distributed), which leave the stages' per-frame records
+    (residuals, per_frame) as if the stages had run here."""
+
+    def outputs(self, reader: VideoReader, stages: list[Stage], start: int, end: int) -> Iterator[Done]: ...
+    def extras(self, key: Key) -> dict[str, np.ndarray] | None: ...
+    def record(self) -> dict[str, Any] | None: ...
+
+
+class LocalChain:
+    """The stages run in this process, frame after frame."""
+
+    def outputs(self, reader: VideoReader, stages: list[Stage], start: int, end: int) -> Iterator[Done]:
+        self.main = stages[-1]
+        return chain_outputs(reader, stages, start, end)
+
+    def extras(self, key: Key) -> dict[str, np.ndarray] | None:
+        return self.main.extras(key)
+
+    def record(self) -> dict[str, Any] | None:
+        return None  # nothing to add: the step record says what ran here
+
+
+class FramePass:
+    """One enhancement pass over frames [start, end) of the evidence into `bundle`; the finished
+    frames come from `source` (default: the stages run here)."""
+
+    def __init__(
+        self, evidence: Path, bundle: BundleDir, recipe: Recipe, model: ResolvedModel, decision: Decision, source: FrameSource | None = None
+    ) -> None:
         self.evidence, self.bundle, self.recipe, self.model = evidence, bundle, recipe, model
+        self.source = source or LocalChain()
         self.label = decision.policy.rules["output_label"]
         self.consistency = decision.policy.rules["data_consistency"]
         self.rules = decision.policy.rules
@@ -84,18 +149,9 @@ class FramePass:
             self.src_fmt = src_fmt = info.pix_fmt
             self.dst_fmt = master_pix_fmt(src_fmt)
             self.out_w, self.out_h = info.width * recipe.scale, info.height * recipe.scale
-            siting = "center" if src_fmt.startswith("yuvj") else "left"
-            project = runs_on_luma(model) and recipe_facts(recipe, model).data_consistency_available
-            params = stage_params(recipe, src_fmt, siting, info.width, info.height, project)
-            pre_params = dataclasses.replace(params, scale=1, project=False, keep_maps=False)
-            self.pre = [stage_for(m, pre_params) for m in pre_models(recipe)]
-            self.main = stage_for(model, params)
-            stages: list[Stage] = [*self.pre, self.main]
+            stages, siting, project = build_stages(recipe, model, info)
+            *self.pre, self.main = stages
             rate = info.guessed_rate
-            for stage in stages:
-                stage.stream_field_order = info.field_order
-                if rate:  # a frame's duration in input ticks: half a frame in the halved output time base
-                    stage.field_ticks = max(1, round(1 / (rate * info.time_base)))
             self.factor = math.prod(stage.frames_per_input for stage in stages)
             out_tb = info.time_base / self.factor
             rate = rate * self.factor if rate else rate
@@ -106,16 +162,10 @@ class FramePass:
                 from forensic_vsr.ops.temporal import WarpError
 
                 self.warp = WarpError("output" if task(model) == "stabilise" else "input")
-            chain = Chain(stages)
             try:
                 with progress("enhance", (end - start) * self.factor, show_progress) as self.advance:
-                    for decoded in reader.frames():
-                        if decoded.index < start:
-                            continue
-                        if decoded.index >= end:
-                            break
-                        self._emit(chain.push((decoded.index, decoded.pts), frame_planes(decoded.frame)))
-                    self._emit(chain.flush())
+                    for done in self.source.outputs(reader, stages, start, end):
+                        self._emit(done)
                 self.encoder.close()
                 self.checker.submit(self.master.close())
                 self.checker.submit(None)  # flush the decoder
@@ -230,7 +280,7 @@ class FramePass:
                     f"frame {index}: data-consistency RMS residual {residuals[self.written]:.3f} exceeds the policy's {limit}"
                 )
             self.encoder.submit(out_planes, pts)  # hashed, encoded and checked on the worker threads
-            extra = self.main.extras((index, pts))  # taken even without maps: nothing piles up
+            extra = self.source.extras((index, pts))  # taken even without maps: nothing piles up
             if self.maps is not None:
                 self.mapper.submit(map_in, map_out, pts, extra)
             if self.warp is not None:
@@ -317,6 +367,7 @@ class FramePass:
             ),
             temporal_consistency=self.warp.result() if self.warp is not None else None,
             maps=maps_step,
+            distributed=self.source.record(),
             **main_record,
         )
 

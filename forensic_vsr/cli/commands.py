@@ -144,6 +144,7 @@ def add_recipe_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_enhance(args: argparse.Namespace) -> int:
+    from forensic_vsr.distributed import ray_options
     from forensic_vsr.pipeline import enhance
     from forensic_vsr.recipe import parse_frames
 
@@ -153,7 +154,8 @@ def cmd_enhance(args: argparse.Namespace) -> int:
 
         return 0 if dry_run(Path(args.evidence), recipe) else 3
     examiner = examiner_from_args(args)
-    bundle = enhance(Path(args.evidence), Path(args.output), recipe, examiner, show_progress=None if not args.quiet else False)
+    ray = ray_options(args.ray, args.ray_workers, args.ray_segment_frames)
+    bundle = enhance(Path(args.evidence), Path(args.output), recipe, examiner, show_progress=None if not args.quiet else False, ray=ray)
     print(f"bundle written: {bundle}")
     return 0
 
@@ -289,6 +291,16 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     p.add_argument("--cert-key", help="the private key of --cert when it certifies another key than the examiner's (encrypted PEM)")
     p.add_argument(
         "--key", help="examiner's private key (or FVSR_KEY); passphrase from FVSR_KEY_PASSPHRASE or prompt; not needed with --dry-run"
+    )
+    p.add_argument(
+        "--ray",
+        metavar="local|ADDRESS",
+        help="run the operations as Ray tasks over segments of the frame range: on a Ray runtime started here on 127.0.0.1 "
+        "(local) or on the cluster at ADDRESS; the bundle is bit-identical to one made without --ray (needs the scale extra)",
+    )
+    p.add_argument("--ray-workers", type=int, metavar="N", help="--ray local: worker processes (default: one per CPU)")
+    p.add_argument(
+        "--ray-segment-frames", type=int, metavar="N", help="--ray: frames per segment (default 16; the stages' pre-roll is added)"
     )
     p.add_argument("--case", help="case identifier")
     p.add_argument("--examiner", default=os.environ.get("FVSR_EXAMINER", os.environ.get("USER", "examiner")))

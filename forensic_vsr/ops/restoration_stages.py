@@ -34,6 +34,10 @@ class DeinterlaceStage(PlaneStage):
         self.comb: list[float] = []
         self.replaced: list[float] = []
 
+    @property
+    def frame_context(self) -> tuple[int, int] | None:
+        return None  # the field order is measured on the range's first frames
+
     def record(self) -> dict[str, Any]:
         return {
             **super().record(),
@@ -119,6 +123,10 @@ class DeblurStage(PlaneStage):
         self.noise: float | None = None
         self.ringing: list[float] = []
         self.forward: list[float] = []
+
+    @property
+    def frame_context(self) -> tuple[int, int] | None:
+        return None  # the PSF (when blind) and the regulariser are estimated on the range's first frame
 
     def record(self) -> dict[str, Any]:
         return {

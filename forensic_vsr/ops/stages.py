@@ -69,11 +69,16 @@ class Stage(Protocol):
     stream_field_order: str | None
     field_ticks: int
     residuals: list[float]  # data-consistency RMS residual of each output frame, where projected
+    per_frame: list[dict[str, Any]]  # what the record says of each frame, in output order ("frame": decoded index)
     plane_residuals: list[list[float]]  # RGB evidence: per output frame, each colour plane's residual
     colour_planes: tuple[str, ...]  # the colour components the model ran on (RGB evidence), storage order
 
     @property
     def device(self) -> str: ...
+    @property
+    def batch(self) -> int: ...
+    @property
+    def frame_context(self) -> tuple[int, int] | None: ...
     def push(self, key: Key, planes: Planes) -> Done: ...
     def flush(self) -> Done: ...
     def extras(self, key: Key) -> dict[str, np.ndarray] | None: ...
@@ -100,6 +105,7 @@ class PlaneStage:
         self.model, self.params = model, params
         self.out_w, self.out_h = params.out_width, params.out_height
         self.residuals: list[float] = []
+        self.per_frame: list[dict[str, Any]] = []
         self.plane_residuals: list[list[float]] = []
         on_luma = model.neural or task(model) in LUMA_TASKS
         self.colour_planes = colour_names(params.src_fmt) if on_luma else ()
@@ -127,6 +133,13 @@ class PlaneStage:
     def device(self) -> str:
         """The device this stage's arithmetic actually runs on."""
         return str(self.net.device) if self.net is not None else "cpu"
+
+    @property
+    def frame_context(self) -> tuple[int, int] | None:
+        """(frames before, frames after) a frame that its output depends on; None: it depends on
+        every earlier frame of the range (an estimate from the first frames, a running reference),
+        so the range cannot be split into segments (forensic_vsr.distributed)."""
+        return (0, 0)
 
     def record(self) -> dict[str, Any]:
         if self.net is None:
@@ -237,7 +250,10 @@ class WindowStage(PlaneStage):
         super().__init__(model, params)
         self.window: list[tuple[Key, Planes]] = []
         self.position = 0  # index in `window` of the next frame to reconstruct
-        self.per_frame: list[dict[str, Any]] = []
+
+    @property
+    def frame_context(self) -> tuple[int, int] | None:
+        return (self.radius, self.radius)
 
     def push(self, key: Key, planes: Planes) -> Done:
         self.window.append((key, planes))

@@ -104,7 +104,10 @@ class StabiliseStage(PlaneStage):
         self.motion = str(p.get("motion", "translation"))
         self.where = _where(model, params)
         self.reference: np.ndarray | None = None
-        self.per_frame: list[dict[str, Any]] = []
+
+    @property
+    def frame_context(self) -> tuple[int, int] | None:
+        return None  # every frame is registered to the range's first
 
     def record(self) -> dict[str, Any]:
         return {

@@ -1,0 +1,187 @@
+"""`fvsr enhance --ray`: a real Ray cluster on this machine (a head with 2 worker CPUs, started
+here and stopped by its process id), the range cut into segments, and a bundle whose frames,
+Merkle roots, master packets and maps are those of a run in one process. A worker that dies
+mid-segment is retried; one that dies every time fails the run and leaves no bundle."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import av
+import pytest
+
+from forensic_vsr.distributed import CRASH_HOOK, RAY_MISSING
+from tests.helpers import record, run_fvsr, step
+
+try:
+    import ray  # noqa: F401
+except ImportError as exc:  # the scale extra: scripts/setup.sh installs it
+    pytest.skip(f"ray is not installed ({exc}): pip install 'forensic-vsr[scale]'", allow_module_level=True)
+
+FRAMES = "0:12"
+SEGMENT = "4"  # 12 frames: 3 segments
+RECIPES = {"lanczos": ("--model", "lanczos"), "fidelity-sr-x2": ("--model", "fidelity-sr-x2"), "integrate": ("--model", "integrate")}
+
+
+QUIET = ("--include-dashboard=false", "--disable-usage-stats")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[tuple[str, dict[str, str]]]:
+    """`ray start --head --block` on 127.0.0.1 with 2 CPUs, its own temp dir and a fresh token;
+    stopped by signalling that process (which stops what it started), never `ray stop`."""
+    tmp = tempfile.mkdtemp(prefix="fvsr-ray-", dir="/tmp")  # short: Ray's socket paths must fit
+    env = {**os.environ, "RAY_TMPDIR": tmp, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+    port = _free_port()
+    ray_cli = Path(sys.executable).with_name("ray")
+    head = subprocess.Popen(
+        [ray_cli, "start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port", str(port), "--num-cpus", "2", *QUIET],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or head.poll() is not None:
+                    pytest.fail("the Ray head did not start", pytrace=False)
+                time.sleep(0.2)
+        yield f"127.0.0.1:{port}", env
+    finally:
+        head.send_signal(signal.SIGTERM)
+        try:
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
+            head.wait()
+
+
+@pytest.fixture(scope="module")
+def single(tmp_path_factory: pytest.TempPathFactory, carphone_distorted: Path, keypair: tuple[Path, Path]) -> Callable[[str], Path]:
+    """The bundle of a recipe run in one process (made once per module)."""
+    made: dict[str, Path] = {}
+
+    def bundle(name: str) -> Path:
+        if name not in made:
+            made[name] = tmp_path_factory.mktemp("single") / name
+            _enhance(carphone_distorted, made[name], keypair[0], *RECIPES[name]).check_returncode()
+        return made[name]
+
+    return bundle
+
+
+def _enhance(evidence: Path, out: Path, key: Path, *extra: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return run_fvsr("enhance", evidence, "-o", out, "--key", key, "--frames", FRAMES, "-q", *extra, env=env)
+
+
+def _packets(path: Path) -> list[tuple[int | None, int | None, bool, bytes]]:
+    with av.open(str(path)) as c:
+        return [(p.pts, p.dts, p.is_keyframe, bytes(p)) for p in c.demux(c.streams.video[0]) if p.size]
+
+
+def _assert_same_bundle(single: Path, distributed: Path) -> None:
+    """Every frame hash, Merkle root and map of the two bundles agree, and the master and map
+    videos hold the same packets. (The Matroska header differs between any two runs, Ray or
+    not: the muxer writes a random segment UID and the date.)"""
+    for name in ("input.framehash", "output.framehash", *(p.name for p in (single / "maps").glob("*.framehash")), "flagged.json"):
+        path = single / name if (single / name).exists() else single / "maps" / name
+        assert path.read_bytes() == (distributed / path.relative_to(single)).read_bytes(), name
+    for video in [single / "output" / "master.mkv", *(single / "maps").glob("*.mkv")]:
+        assert _packets(video) == _packets(distributed / video.relative_to(single)), video.name
+    assert record(single, "output.write")["frame_roots"] == record(distributed, "output.write")["frame_roots"]
+    one, many = step(single), step(distributed)
+    plan = many.pop("distributed")
+    assert one == many  # the step record says the same of every frame, residual and registration
+    assert len(plan["plan"]["segments"]) >= 3 and plan["workers"]
+    assert {w["device"] for w in plan["workers"]} == {"cpu"} and all(w["pid"] and w["host"] for w in plan["workers"])
+
+
+@pytest.mark.parametrize("name", list(RECIPES))
+def test_ray_bundle_is_the_single_process_bundle(
+    name: str,
+    cluster: tuple[str, dict[str, str]],
+    single: Callable[[str], Path],
+    carphone_distorted: Path,
+    keypair: tuple[Path, Path],
+    tmp_path: Path,
+) -> None:
+    address, env = cluster
+    out = tmp_path / "ray"
+    proc = _enhance(carphone_distorted, out, keypair[0], *RECIPES[name], "--ray", address, "--ray-segment-frames", SEGMENT, env=env)
+    assert proc.returncode == 0, proc.stderr
+    _assert_same_bundle(single(name), out)
+    plan = step(out)["distributed"]["plan"]
+    before = 3 if name == "integrate" else 0  # integrate's radius: each segment's pre-roll
+    assert [(s["start"], s["end"], s["decode_start"]) for s in plan["segments"]] == [(s, s + 4, max(0, s - before)) for s in (0, 4, 8)]
+    if name == "lanczos":  # the segment plan is no part of what the outputs depend on
+        proc = run_fvsr("verify", out, "--pubkey", keypair[1], "--evidence", carphone_distorted, "--reproduce")
+        assert proc.returncode == 0, proc.stdout
+        assert "12 output frames reproduced bit-exactly" in proc.stdout
+
+
+def test_a_worker_killed_mid_segment_is_retried(
+    single: Callable[[str], Path], carphone_distorted: Path, keypair: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """--ray local (a runtime started by fvsr on this machine, 2 workers): segment 1's first
+    attempt kills its worker process; Ray runs it again and the bundle is the same."""
+    marker, out = tmp_path / "crashed", tmp_path / "ray"
+    ray_local = ("--ray", "local", "--ray-workers", "2", "--ray-segment-frames", SEGMENT)
+    proc = _enhance(carphone_distorted, out, keypair[0], *RECIPES["lanczos"], *ray_local, env={CRASH_HOOK: f"1:{marker}"})
+    assert proc.returncode == 0, proc.stderr
+    assert marker.read_text().startswith("worker ")  # the first attempt did die
+    _assert_same_bundle(single("lanczos"), out)
+
+
+def test_a_worker_that_always_dies_fails_the_run_cleanly(
+    cluster: tuple[str, dict[str, str]], carphone_distorted: Path, keypair: tuple[Path, Path], tmp_path: Path
+) -> None:
+    address, env = cluster
+    out = tmp_path / "ray"
+    proc = _enhance(carphone_distorted, out, keypair[0], "--ray", address, "--ray-segment-frames", SEGMENT, env={**env, CRASH_HOOK: "2:"})
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    assert "Ray segment 2 (frames 8-11): its worker died" in proc.stderr.strip().splitlines()[-1]
+    assert not out.exists() and not list(tmp_path.glob(".ray.partial-*"))  # nothing half-written
+
+
+def test_ray_refuses_operations_that_need_every_earlier_frame(carphone_distorted: Path, keypair: tuple[Path, Path], tmp_path: Path) -> None:
+    proc = _enhance(carphone_distorted, tmp_path / "out", keypair[0], "--model", "stabilise", "--ray", "local")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        "fvsr: error: --ray: stabilise depends on every earlier frame of the range, so it cannot be split into segments: "
+        "run it without --ray"
+    )
+    assert not (tmp_path / "out").exists()
+
+
+def test_without_ray_the_flag_says_how_to_install_it(carphone_distorted: Path, keypair: tuple[Path, Path], tmp_path: Path) -> None:
+    """An interpreter on which `import ray` fails (a `ray` package that raises ImportError first
+    on the path): one line, exit 2, nothing written."""
+    shadow = tmp_path / "shadow" / "ray"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ImportError('No module named ray')\n")
+    path = os.pathsep.join([str(shadow.parent), os.environ.get("PYTHONPATH", "")])
+    proc = _enhance(carphone_distorted, tmp_path / "out", keypair[0], "--ray", "local", env={"PYTHONPATH": path})
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"fvsr: error: {RAY_MISSING}"
+    assert not (tmp_path / "out").exists()
