@@ -27,7 +27,7 @@ from forensic_vsr.audit.safe_read import FRAMEHASH_HEADER_MAX, FRAMEHASH_LINE_MA
 from forensic_vsr.errors import UsageError
 from forensic_vsr.integrity.framehash import FrameHash, parse
 from forensic_vsr.media import BITEXACT_DECODE, DecoderSettings, VideoReader, file_sha256, frame_planes, planes_sha256
-from forensic_vsr.report.figures import flowable, scale_bar
+from forensic_vsr.report.figures import crop_box, flowable, scale_bar
 from forensic_vsr.report.stills import crop_region
 
 FRAMEHASH_MAX = FRAMEHASH_HEADER_MAX + 10_000_000 * FRAMEHASH_LINE_MAX
@@ -54,29 +54,62 @@ def evidence_decoding(ingest: dict[str, Any]) -> tuple[DecoderSettings, Fraction
 
 @dataclass(frozen=True)
 class ReviewedFrame:
-    """One verified review record and the frame it names, decoded (RGB arrays)."""
+    """One verified review record, the region its crop shows, and that region of its frames."""
 
     file: str
     record: ReviewRecord
     evidence_frame: int
     time_s: float
-    enhanced: Any
-    evidence: Any | None
-    evidence_size: tuple[int, int]
+    crop: dict[str, Any]  # crop_region's, around the annotations: evidence pixels, or output pixels (scale 1)
+    in_evidence_pixels: bool  # False where the output is no whole-number scale of the evidence
+    enhanced: Any  # RGB pixels of the output frame inside the crop
+    evidence: Any | None  # RGB pixels of the evidence frame inside the crop, when it is shown
 
 
-def _frame(path: Path, n: int, decoder: DecoderSettings = BITEXACT_DECODE, rate: Fraction | None = None) -> tuple[Any, str]:
-    """Frame n of a video as RGB (swscale, as the stills) and the sha256 of its native planes."""
+def plan_crop(annotations: tuple[dict[str, Any], ...], out_size: tuple[int, int], ev_size: tuple[int, int]) -> tuple[dict[str, Any], bool]:
+    """The region to magnify around the annotations (the whole frame without any), and whether
+    it is in evidence pixels: only where the output is a whole-number scale of the evidence (else
+    in output pixels, and no evidence panel)."""
+    (w, h), (ev_w, ev_h) = out_size, ev_size
+    scale = w // ev_w if ev_w and w % ev_w == 0 and ev_h * (w // ev_w) == h else None
+    bounds = _bounds(annotations) or {"x": 0, "y": 0, "w": w, "h": h}
+    crop = crop_region((w, h), 1, bounds, None) if scale is None else crop_region((ev_w, ev_h), scale, bounds, None)
+    crop["source"] = "around the annotations" if annotations else "the whole frame"
+    return crop, scale is not None
+
+
+def _cut(
+    path: Path,
+    boxes: dict[int, list[tuple[int, tuple[int, int, int, int]]]],
+    decoder: DecoderSettings = BITEXACT_DECODE,
+    rate: Fraction | None = None,
+) -> tuple[dict[int, Any], dict[int, str]]:
+    """One pass over a video: for frame n, each (key, box) in boxes[n] gives cuts[key], the box's
+    RGB pixels (swscale, as the stills); and shas[n], the sha256 of the frame's native planes.
+    Only the cuts are kept, so memory holds one frame at a time."""
+    cuts: dict[int, Any] = {}
+    shas: dict[int, str] = {}
+    if not boxes:
+        return cuts, shas
     with VideoReader(path, decoder, rate) as reader:
         for decoded in reader.frames():
-            if decoded.index == n:
-                return decoded.frame.to_ndarray(format="rgb24"), planes_sha256(frame_planes(decoded.frame))
-    raise UsageError(f"{path.name} has no frame {n}")
+            if decoded.index in boxes:
+                rgb = decoded.frame.to_ndarray(format="rgb24")
+                shas[decoded.index] = planes_sha256(frame_planes(decoded.frame))
+                for key, (left, top, right, bottom) in boxes[decoded.index]:
+                    cuts[key] = rgb[top:bottom, left:right].copy()
+            if decoded.index >= max(boxes):
+                break
+    missing = sorted(set(boxes) - set(shas))
+    if missing:
+        raise UsageError(f"{path.name} has no frame {missing[0]}")
+    return cuts, shas
 
 
 def reviewed_frames(bundle: Path, view: ChainView, key: Ed25519PublicKey, evidence: Path | None) -> tuple[list[ReviewedFrame], str]:
-    """The review records (already verified by `fvsr verify`'s review checks) with their frames,
-    and a note on the evidence: whether its frames are shown and why."""
+    """The review records (already verified by `fvsr verify`'s review checks) with the crops of
+    their frames, and a note on the evidence: whether its frames are shown and why. A decoded
+    output frame whose sha256 is not the one its record signs is refused (UsageError)."""
     names = review_files(bundle_entries(bundle))
     if not names:
         return [], ""
@@ -87,28 +120,35 @@ def reviewed_frames(bundle: Path, view: ChainView, key: Ed25519PublicKey, eviden
     recorded = ingest["evidence"]
     path = evidence or Path(recorded.get("path") or "")
     if not path.is_file():
-        note, path_ok = f"frames not shown: {path} not found (pass --evidence FILE)", None
+        note, shown = f"frames not shown: {path} not found (pass --evidence FILE)", None
     elif (got := file_sha256(path)) != recorded["sha256"]:
-        note, path_ok = f"frames not shown: {path} has sha256 {got[:16]}…, the recorded evidence {recorded['sha256'][:16]}…", None
+        note, shown = f"frames not shown: {path} has sha256 {got[:16]}…, the recorded evidence {recorded['sha256'][:16]}…", None
     else:
-        note, path_ok = f"{path.name}, sha256 {got[:16]}… as recorded: its frames are shown", path
-    decoder, rate = evidence_decoding(ingest)
+        note, shown = f"{path.name}, sha256 {got[:16]}… as recorded: its frames are shown", path
     out_tb, _ = read_framehash(bundle, layout.OUTPUT_FRAMEHASH)
     in_tb, inputs = read_framehash(bundle, layout.INPUT_FRAMEHASH)
     first = inputs[0].pts * in_tb if inputs else Fraction(0)
     start, per_input = int((run.get("frames") or {}).get("start", 0)), int(run.get("frames_per_input") or 1)
     probe = ingest.get("probe") or {}
     ev_size = (int(probe.get("width") or 0), int(probe.get("height") or 0))
+    out_size = (int(run["width_out"]), int(run["height_out"]))
+    records = [open_review(read_in_bundle(bundle, name, REVIEW_MAX_BYTES), key, name) for name in names]
+    plans = [plan_crop(r.annotations, out_size, ev_size) for r in records]
+    out_boxes: dict[int, list[tuple[int, tuple[int, int, int, int]]]] = {}
+    ev_boxes: dict[int, list[tuple[int, tuple[int, int, int, int]]]] = {}
+    for i, (r, (crop, in_ev)) in enumerate(zip(records, plans, strict=True)):
+        out_boxes.setdefault(r.frame, []).append((i, crop_box(crop, "enhanced")))
+        if shown and in_ev:
+            ev_boxes.setdefault(start + r.frame // per_input, []).append((i, crop_box(crop, "evidence")))
+    enhanced, shas = _cut(bundle / layout.MASTER, out_boxes)
+    ev_cuts = _cut(shown, ev_boxes, *evidence_decoding(ingest))[0] if shown else {}
     found = []
-    for name in names:
-        record = open_review(read_in_bundle(bundle, name, REVIEW_MAX_BYTES), key, name)
-        enhanced, sha = _frame(bundle / layout.MASTER, record.frame)
-        if sha != record.frame_sha256:
-            signed = record.frame_sha256[:16]
-            raise UsageError(f"{name}: output frame {record.frame} decodes to sha256 {sha[:16]}…, the record names {signed}…")
-        ev_index = start + record.frame // per_input
-        ev = _frame(path_ok, ev_index, decoder, rate)[0] if path_ok else None
-        found.append(ReviewedFrame(name, record, ev_index, float(record.pts * out_tb - first), enhanced, ev, ev_size))
+    for i, (name, r, (crop, in_ev)) in enumerate(zip(names, records, plans, strict=True)):
+        if shas[r.frame] != r.frame_sha256:
+            sha, signed = shas[r.frame][:16], r.frame_sha256[:16]
+            raise UsageError(f"{name}: output frame {r.frame} decodes to sha256 {sha}…, the record names {signed}…")
+        ev_index = start + r.frame // per_input
+        found.append(ReviewedFrame(name, r, ev_index, float(r.pts * out_tb - first), crop, in_ev, enhanced[i], ev_cuts.get(i)))
     return found, note
 
 
@@ -129,16 +169,14 @@ def _bounds(annotations: tuple[dict[str, Any], ...]) -> dict[str, int] | None:
     return {"x": min(xs), "y": min(ys), "w": max(xs) - min(xs) + 1, "h": max(ys) - min(ys) + 1}
 
 
-def annotated_crop(rgb: Any, crop: dict[str, Any], kind: str, annotations: tuple[dict[str, Any], ...]) -> Any:
-    """The crop of one frame (evidence pixels or output pixels), each pixel repeated (nearest
-    neighbour) to the crop's zoom, the annotations drawn over it and numbered from 1: a panel
-    pixel is (output pixel / scale - crop origin) x zoom on both panels."""
+def annotated_crop(pixels: Any, crop: dict[str, Any], annotations: tuple[dict[str, Any], ...]) -> Any:
+    """The crop's pixels (evidence or output pixels) repeated (nearest neighbour) to the crop's
+    zoom, the annotations drawn over them and numbered from 1: a panel pixel is (output pixel /
+    scale - crop origin) x zoom on both panels."""
     from PIL import Image, ImageDraw, ImageFont
 
     s, zoom = int(crop["scale"]), int(crop["zoom"])
-    f = 1 if kind == "evidence" else s
-    img = Image.fromarray(rgb).crop((crop["x"] * f, crop["y"] * f, (crop["x"] + crop["w"]) * f, (crop["y"] + crop["h"]) * f))
-    img = img.resize((crop["w"] * zoom, crop["h"] * zoom), Image.Resampling.NEAREST)
+    img = Image.fromarray(pixels).resize((crop["w"] * zoom, crop["h"] * zoom), Image.Resampling.NEAREST)
     draw = ImageDraw.Draw(img)
     font = ImageFont.load_default(size=max(14, img.width // 16))
 
@@ -165,19 +203,6 @@ def annotated_crop(rgb: Any, crop: dict[str, Any], kind: str, annotations: tuple
         above = y0 - font.size - 3
         draw.text((x0 + 3, above if above >= 0 else y0 + 6), str(number), fill=MARK, font=font, stroke_width=1, stroke_fill=(0, 0, 0))
     return img
-
-
-def _crop(item: ReviewedFrame) -> tuple[dict[str, Any], bool]:
-    """The region to magnify around the annotations (the whole frame without any), and whether
-    it is in evidence pixels: only where the output is a whole-number scale of the evidence (else
-    in output pixels, and no evidence panel)."""
-    h, w = item.enhanced.shape[:2]
-    ev_w, ev_h = item.evidence_size
-    scale = w // ev_w if ev_w and w % ev_w == 0 and ev_h * (w // ev_w) == h else None
-    bounds = _bounds(item.record.annotations) or {"x": 0, "y": 0, "w": w, "h": h}
-    crop = crop_region((w, h), 1, bounds, None) if scale is None else crop_region((ev_w, ev_h), scale, bounds, None)
-    crop["source"] = "around the annotations" if item.record.annotations else "the whole frame"
-    return crop, scale is not None
 
 
 def review_flowables(frames: list[ReviewedFrame], note: str, width: float, st: dict[str, Any]) -> list[Any]:
@@ -222,12 +247,12 @@ def review_flowables(frames: list[ReviewedFrame], note: str, width: float, st: d
             block.append(table)
         else:
             block.append(Paragraph("No annotations.", st["small"]))
-        crop, in_evidence_pixels = _crop(item)
-        with_evidence = in_evidence_pixels and item.evidence is not None
+        crop, in_evidence_pixels = item.crop, item.in_evidence_pixels
+        with_evidence = item.evidence is not None
         kinds = PANEL_KINDS if with_evidence else ("enhanced",)
         images = {"evidence": item.evidence, "enhanced": item.enhanced}
         panel_w = width / 2 - 2 * mm
-        panels = [flowable(annotated_crop(images[k], crop, k, r.annotations), panel_w) for k in kinds]
+        panels = [flowable(annotated_crop(images[k], crop, r.annotations), panel_w) for k in kinds]
         drawn = ", annotations drawn" if r.annotations else ""
         block.append(Table([panels, [k + drawn for k in kinds]], colWidths=[width / 2] * len(kinds)))
         pixels = "evidence pixels" if in_evidence_pixels else "output pixels"
@@ -239,7 +264,7 @@ def review_flowables(frames: list[ReviewedFrame], note: str, width: float, st: d
             + ("" if crop["scale"] == 1 else f" of the evidence pixels, x{crop['zoom'] // crop['scale']} of the output pixels")
         )
         if not with_evidence:
-            why = "the evidence frames are not available (above)" if item.evidence is None else "the output is not a whole-number scale"
+            why = "the evidence frames are not available (above)" if in_evidence_pixels else "the output is not a whole-number scale"
             text += f". Evidence panel omitted: {why}"
         block.append(Paragraph(escape(text), st["small"]))
         out.append(KeepTogether(block))
