@@ -267,6 +267,7 @@ def test_psf_preview_restores_as_the_deblur_run_did(deblur_bundle: Path, carphon
             ("kind=motion&length=100000&angle=0", "motion length 100000 px: must be 1 to 100"),
             ("kind=motion&length=nan&angle=0", "not a finite number"),
             ("kind=defocus&radius=-2", "defocus radius -2 px"),
+            ("kind=defocus&radius=0.01", "defocus radius 0.01 px: must be 0.5 to 30"),
             ("kind=spiral", "expected motion or defocus"),
             ("kind=defocus&radius=3&x=170&y=0&w=50&h=50", "not inside the 176x144 evidence frame"),
             ("kind=defocus&radius=3&x=0&y=0&w=4&h=4", "at least 16x16"),

@@ -28,7 +28,7 @@ from forensic_vsr.ops.deblur import Psf, blur, default_lambda, defocus_psf, desc
 
 METHOD = "Wiener deconvolution, gradient regulariser"
 MAX_PIXELS = 1920 * 1088  # a region (or whole frame) larger than a 1080p frame is refused: choose a region
-MAX_LENGTH, MAX_RADIUS = 100.0, 30.0  # pixels
+MAX_LENGTH, MIN_RADIUS, MAX_RADIUS = 100.0, 0.5, 30.0  # pixels (a disk under 0.09 px holds no sample of defocus_psf's grid)
 MIN_REGION, MIN_ESTIMATE = 16, 64  # the deblur --roi minimum; the blind estimate's minimum
 PSF_PANEL_PX = 128
 
@@ -76,8 +76,8 @@ def parse_psf_params(params: Mapping[str, str]) -> Psf:
             return motion_psf(length, angle)
         if kind == "defocus":
             radius = _number(params, "radius")
-            if not 0 < radius <= MAX_RADIUS:
-                raise ValueError(f"defocus radius {radius:g} px: must be above 0 and at most {MAX_RADIUS:g}")
+            if not MIN_RADIUS <= radius <= MAX_RADIUS:
+                raise ValueError(f"defocus radius {radius:g} px: must be {MIN_RADIUS:g} to {MAX_RADIUS:g}")
             return defocus_psf(radius)
     except UsageError as exc:
         raise ValueError(str(exc)) from None
