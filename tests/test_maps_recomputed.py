@@ -80,3 +80,38 @@ def test_signed_filters_are_checked(bundle: Path) -> None:
     for bad in ({**good, "inverse": good["inverse"][:-1]}, {**good, "down": [0.1000000001]}, {**good, "scale": True}, {**good, "up": []}):
         with pytest.raises(ValueError):
             MapFilters.from_json(bad)
+
+
+def test_examiner_signed_false_figures_fail_the_recomputation(
+    bundle: Path, keypair: tuple[Path, Path], carphone_distorted: Path, tmp_path: Path
+) -> None:
+    """A flagged.json whose S max and R max were lowered, with every digest and signature made
+    again with the examiner's own key: only recomputing the maps can tell."""
+    import hashlib
+    import json
+
+    from tests.test_judgement import resign
+
+    src = tmp_path / "src"
+    shutil.copytree(bundle, src)
+    flagged = json.loads((src / "maps/flagged.json").read_text())
+    flagged["frames"][1]["s_max"] = round(flagged["frames"][1]["s_max"] / 2, 3)
+    flagged["frames"][2]["r_max"] = round(flagged["frames"][2]["r_max"] / 2, 4)
+    data = json.dumps(flagged).encode()
+    (src / "maps/flagged.json").write_bytes(data)
+    digest = hashlib.sha256(data).hexdigest()
+
+    def edit(bodies: dict) -> None:  # type: ignore[type-arg]
+        entry = next(f for f in bodies["output.write"]["files"] if f["name"] == "maps/flagged.json")
+        entry["sha256"], entry["size"] = digest, len(data)
+        step_run = bodies["step.run"]
+        step_run["predicate"]["runDetails"]["byproducts"][0]["annotations"]["maps"]["flagged"]["sha256"] = digest
+        for subject in step_run["subject"]:
+            if subject["name"] == "maps/flagged.json":
+                subject["digest"]["sha256"] = digest
+
+    forged = resign(src, tmp_path / "forged", keypair, edit)
+    rc, lines = _verify(forged, keypair[1], carphone_distorted)
+    assert rc == 1
+    assert lines["maps.flagged"] == lines["files.digests"] == lines["chain.signatures"] == "PASS"
+    assert lines["maps.synthesized"] == "FAIL" and lines["maps.contradiction"] == "FAIL"

@@ -145,12 +145,13 @@ TAMPERS: dict[str, tuple[Callable[..., None], set[str]]] = {
     ),
     "input.framehash removed": (lambda b: (b / "input.framehash").unlink(), {"files.inventory"}),
     "extra file added": (lambda b: (b / "output" / "planted.png").write_bytes(b"\x89PNG"), {"files.inventory"}),
-    "one map frame altered": (lambda b: _alter_one_master_frame(b, "maps/synthesized.mkv"), {"files.digests", "maps.synthesized"}),
+    # format 3: S and R are recomputed, not stored (tests/test_maps_recomputed.py tampers with what they are computed from)
+    "map video planted": (lambda b: shutil.copy(b / "output/master.mkv", b / "maps/synthesized.mkv"), {"files.inventory"}),
     "flagged sidecar altered": (
         lambda b: (b / "maps/flagged.json").write_text((b / "maps/flagged.json").read_text().replace('"regions":', '"regions": ', 1)),
         {"files.digests", "maps.flagged"},
     ),
-    "map removed": (lambda b: (b / "maps/contradiction.mkv").unlink(), {"files.inventory", "maps.contradiction"}),
+    "flagged sidecar removed": (lambda b: (b / "maps/flagged.json").unlink(), {"files.inventory", "maps.flagged", "maps.recomputed"}),
 }
 
 

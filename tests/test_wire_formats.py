@@ -154,7 +154,7 @@ def test_checkpoint_is_a_c2sp_signed_note(made: Path, keypair: tuple[Path, Path]
         assert lines[1] == str(len(chain)) and not lines[1].startswith("0")
         root = _rfc9162_root([hashlib.sha256(line).digest() for line in chain])
         assert lines[2] == base64.b64encode(root).decode() and manifest["chain_root"] == root.hex()
-        assert lines[3:] == ["format forensic-vsr-bundle/2", "tool forensic-vsr", f"tool_version {manifest['tool_version']}"]
+        assert lines[3:] == ["format forensic-vsr-bundle/3", "tool forensic-vsr", f"tool_version {manifest['tool_version']}"]
         assert note == text + "\n" + f"{EM_DASH} {key_name} " + note.rsplit(" ", 1)[1]
         assert not any(ord(c) < 0x20 and c != "\n" for c in note)
 
