@@ -24,6 +24,7 @@ from PIL import Image
 
 from forensic_vsr.errors import UsageError
 from forensic_vsr.media import DecodedFrame, frame_from_planes, frame_planes, plane_geometry
+from forensic_vsr.ops.colour import component_order
 from forensic_vsr.ops.deblur import Psf, blur, default_lambda, defocus_psf, describe, estimate_psf, motion_psf, noise_sigma, ringing, wiener
 
 METHOD = "Wiener deconvolution, gradient regulariser"
@@ -126,8 +127,13 @@ def psf_drawing(psf: Psf) -> str:
 
 
 def _luma(decoded: DecodedFrame, region: Region | None) -> tuple[list[np.ndarray], tuple[slice, slice], int, np.ndarray]:
+    """The native planes, the region's slices, the luma's largest sample and the region's luma in
+    8-bit levels; LookupError for RGB evidence, which the deblur operation refuses too."""
+    pix_fmt = decoded.frame.format.name
+    if component_order(pix_fmt) is not None:
+        raise LookupError(f"PSF preview unavailable: {pix_fmt} evidence has no luma plane, and deblurring is not run per colour plane yet")
     planes = frame_planes(decoded.frame)
-    vmax = plane_geometry(decoded.frame.format.name)[0][2]
+    vmax = plane_geometry(pix_fmt)[0][2]
     where = region.slices() if region else (slice(None), slice(None))
     return planes, where, vmax, planes[0][where].astype(np.float64) * (255.0 / vmax)
 
