@@ -337,22 +337,18 @@ def test_psf_preview_needs_the_evidence(deblur_bundle: Path, carphone: Path, key
         session.close()
 
 
-def test_psf_preview_refuses_rgb_evidence(tmp_path: Path, carphone: Path, keypair: tuple[Path, Path]) -> None:
+def test_psf_preview_refuses_rgb_evidence(tmp_path: Path, carphone: Path) -> None:
     """RGB evidence has no luma plane and the deblur operation refuses it: so does the preview."""
     from PIL import Image
 
-    from forensic_vsr.audit.keys import load_public_key
     from forensic_vsr.media import VideoReader
-    from forensic_vsr.review.session import ReviewSession
+    from forensic_vsr.ops.deblur import motion_psf
+    from forensic_vsr.review.psf import preview
 
     still = tmp_path / "still.png"
     with VideoReader(carphone) as reader:
         Image.fromarray(next(iter(reader.frames())).frame.to_ndarray(format="rgb24")).save(still)
-    run_fvsr("enhance", still, "-o", tmp_path / "b", "--key", keypair[0], "--model", "lanczos", "-q", check=True)
-    session = ReviewSession(tmp_path / "b", load_public_key(keypair[1]), None, still, independent_key=True)
-    try:
-        assert "evidence" in session.info()["kinds"]
+    with VideoReader(still) as reader:
+        decoded = next(iter(reader.frames()))
         with pytest.raises(LookupError, match="rgb24 evidence has no luma plane, and deblurring is not run per colour plane yet"):
-            session.psf("preview", 0, {"kind": "motion", "length": "7", "angle": "30"})
-    finally:
-        session.close()
+            preview(decoded, motion_psf(7, 30), None)
