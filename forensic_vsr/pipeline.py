@@ -46,7 +46,7 @@ def enhance(
     model, decision = decide_recipe(recipe)
     VideoReader(evidence).close()  # an unreadable evidence file leaves no trace on disk
     if decision.allowed:
-        check_evidence_output_size(evidence, recipe.scale, recipe.maps)
+        check_evidence_output_size(evidence, recipe.scale, recipe.maps, recipe.region)
     bundle = BundleDir(Path(target), with_outputs=decision.allowed)
     chain: ChainWriter | None = None
     try:

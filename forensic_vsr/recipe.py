@@ -60,7 +60,8 @@ class Recipe:
     tile: int | None = None  # network tile size in input samples; None: from the memory budget, 0: never
     batch: int | None = None  # frames per network pass; None: 8 on CUDA, 1 on CPU
     psf: str | None = None  # deblur: "motion:LENGTH,ANGLE", "defocus:RADIUS", a PSF image; None: estimate
-    roi: tuple[int, int, int, int] | None = None  # deblur: x, y, width, height of the region to restore
+    roi: tuple[int, int, int, int] | None = None  # deblur as recorded before --roi was general: only this region changed
+    region: tuple[int, int, int, int] | None = None  # --roi: x, y, width, height (evidence pixels) every operation runs on
     register_roi: tuple[int, int, int, int] | None = None  # integrate, mfsr, stabilise: register on this region only
     registration: str = "static"  # integrate, mfsr, stabilise: "static" (moving content masked) or "whole" (the whole frame)
     deinterlace: str = "fields"  # deinterlace: "fields" (each field a frame, 2x rate) or "blend" (motion-adaptive)
@@ -92,6 +93,8 @@ class Recipe:
         }
         if self.psf or self.roi:
             out |= {"psf": self.psf, "roi": list(self.roi) if self.roi else None}
+        if self.region is not None:
+            out["region"] = list(self.region)
         if self.register_roi is not None:
             out["register_roi"] = list(self.register_roi)
         if self.registration != "whole":  # a record without it registered on the whole frame, as releases before it did
@@ -138,6 +141,7 @@ class Recipe:
             batch=params.get("batch"),
             psf=params.get("psf"),
             roi=(int(roi[0]), int(roi[1]), int(roi[2]), int(roi[3])) if roi else None,
+            region=parse_roi(",".join(str(v) for v in params["region"])) if params.get("region") else None,
             register_roi=parse_roi(",".join(str(v) for v in params["register_roi"])) if params.get("register_roi") else None,
             registration=params.get("registration", "whole"),  # what releases before it did
             deinterlace=params.get("deinterlace", "fields"),
@@ -255,7 +259,7 @@ def recipe_from_options(options: Mapping[str, Any], frames: tuple[int, int] | No
         tile=get("tile"),
         batch=get("batch"),
         psf=get("psf"),
-        roi=parse_roi(get("roi")),
+        region=parse_roi(get("roi")),
         register_roi=parse_roi(get("register_roi"), "--register-roi"),
         registration=get("registration") or "static",
         deinterlace=get("deinterlace") or "fields",
@@ -361,7 +365,7 @@ def decide_recipe(recipe: Recipe) -> tuple[ResolvedModel, Decision]:
     _check_precision(recipe, [*pres, model])
     deblurs = task(model) == "deblur" or any(task(m) == "deblur" for m in pres)
     if (recipe.psf or recipe.roi) and not deblurs:
-        raise UsageError("--psf and --roi apply to the deblur operation only")
+        raise UsageError("--psf applies to the deblur operation only")
     if recipe.register_roi and not any(task(m) in ("multiframe-sr", "integrate", "stabilise") for m in [*pres, model]):
         raise UsageError("--register-roi applies to the operations that register frames (integrate, stabilise, mfsr) only")
     if deblurs and recipe.psf:

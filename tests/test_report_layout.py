@@ -141,7 +141,7 @@ def test_examiner_named_from_the_certificate_and_the_pdf_dated_by_the_run(x4_bun
 
 def test_deblur_report_draws_the_psf(tmp_path: Path, carphone: Path, keypair) -> None:  # type: ignore[no-untyped-def]
     """The kernel of the recorded PSF (motion 9 px at 0 deg, given) as stills/psf.png, magnified in
-    the report; the crop is the --roi."""
+    the report; the outputs and stills are the --roi region, and the crop all of it."""
     from forensic_vsr.ops.deblur import motion_psf
 
     bundle = tmp_path / "b"
@@ -150,9 +150,10 @@ def test_deblur_report_draws_the_psf(tmp_path: Path, carphone: Path, keypair) ->
         "--roi", "100,20,64,48", "--frames", "0:2", "-q", check=True,
     )  # fmt: skip
     stills = _bodies(bundle)["report.generate"]["stills"]
-    crop = next(s for s in stills if "frame" in s)["crop"]  # nothing flagged at x1: the crop is the region of interest
-    assert crop["source"] == "region of interest" and crop["scale"] == 1
-    assert crop["x"] <= 132 <= crop["x"] + crop["w"] and crop["y"] <= 44 <= crop["y"] + crop["h"] and crop["w"] >= 64
+    still = next(s for s in stills if "frame" in s)  # nothing flagged at x1: the crop is the region of interest
+    crop = still["crop"]  # in the region's pixels (the stills are the region)
+    assert crop["source"] == "region of interest" and crop["scale"] == 1 and still["region"] == [100, 20, 64, 48]
+    assert (crop["x"], crop["y"], crop["w"], crop["h"]) == (0, 0, 64, 48) and "overview" in still["files"]
     entry = next(s for s in _bodies(bundle)["report.generate"]["stills"] if "psf" in s["files"])
     png = np.asarray(Image.open(bundle / entry["files"]["psf"]["name"]))
     kernel = motion_psf(9, 0).kernel

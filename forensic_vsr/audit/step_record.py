@@ -12,7 +12,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 Json = dict[str, Any]
-OPTIONAL = frozenset({"devices", "distributed"})  # left out when empty, so records without them read back the same
+OPTIONAL = frozenset({"devices", "distributed", "region"})  # left out when empty, so records without them read back the same
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,47 @@ class FrameRange:
     @classmethod
     def from_json(cls, data: Json) -> FrameRange:
         return cls(int(data["start"]), int(data["end"]), int(data["count"]))
+
+
+@dataclass(frozen=True)
+class Region:
+    """--roi: the region of the evidence frame the outputs are (x, y, width, height in evidence
+    pixels; the outputs are width x scale by height x scale), the crop the stages ran on (the
+    region and the margin taken from the evidence, clipped at the frame's border) and the
+    margin each operation asked for. `box` is the region as (x, y, width, height)."""
+
+    x: int
+    y: int
+    width: int
+    height: int
+    scale: int
+    crop: Json  # {x, y, width, height}, evidence pixels
+    margin_needed: int  # on each side, evidence pixels (the sum of margin_by_operation)
+    margin_taken: Json  # {left, top, right, bottom}: less than needed at the frame's border
+    margin_by_operation: tuple[Json, ...]  # {op, model, margin}
+    output: Json  # {width, height}
+    units: str = "evidence pixels"
+
+    @property
+    def box(self) -> tuple[int, int, int, int]:
+        """(x, y, width, height) of the region in evidence pixels."""
+        return self.x, self.y, self.width, self.height
+
+    def to_json(self) -> Json:
+        return {f.name: list(v) if isinstance(v := getattr(self, f.name), tuple) else v for f in fields(self)}
+
+    @classmethod
+    def from_json(cls, data: Json) -> Region:
+        """The record as written; a missing key, or a box that is not whole numbers, is a ValueError."""
+        names = {f.name for f in fields(cls)}
+        if not isinstance(data, dict) or set(data) != names:
+            raise ValueError(f"step record region: expected the keys {sorted(names)}")
+        values = dict(data)
+        for key in ("x", "y", "width", "height", "scale", "margin_needed"):
+            if not isinstance(data[key], int) or isinstance(data[key], bool) or data[key] < 0:
+                raise ValueError(f"step record region: {key} must be a whole number >= 0")
+        values["margin_by_operation"] = tuple(data["margin_by_operation"])
+        return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -53,6 +94,7 @@ class StepRecord:
     maps: Json | None
     devices: tuple[str, ...] = ()  # where the arithmetic ran; () in format-1 records, which did not say
     distributed: Json | None = None  # --ray: the segment plan and every worker's environment; absent otherwise
+    region: Region | None = None  # --roi: what the outputs are; absent for the whole frame
 
     def to_json(self) -> Json:
         out: Json = {}
@@ -60,7 +102,7 @@ class StepRecord:
             value = getattr(self, f.name)
             if f.name in OPTIONAL and not value:
                 continue
-            out[f.name] = value.to_json() if isinstance(value, FrameRange) else list(value) if isinstance(value, tuple) else value
+            out[f.name] = value.to_json() if isinstance(value, (FrameRange, Region)) else list(value) if isinstance(value, tuple) else value
         return out
 
     @classmethod
@@ -75,4 +117,5 @@ class StepRecord:
         values["pre_operations"] = tuple(data["pre_operations"])
         values["devices"] = tuple(data.get("devices", ()))
         values["distributed"] = data.get("distributed")
+        values["region"] = Region.from_json(data["region"]) if data.get("region") is not None else None
         return cls(**values)

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from forensic_vsr import __version__, layout
-from forensic_vsr.audit.step_record import FrameRange, StepRecord
+from forensic_vsr.audit.step_record import FrameRange, Region, StepRecord
 from forensic_vsr.bundle.maps import MapsWriter
 from forensic_vsr.bundle.master import FFV1_OPTIONS, PACKED_ORDER, PREVIEW_OPTIONS, convert_packed, framehash_from_stored, master_pix_fmt
 from forensic_vsr.bundle.writer import BundleDir
@@ -36,7 +36,8 @@ from forensic_vsr.models.tasks import op_name, runs_on_luma, task
 from forensic_vsr.ops.colour import colour_stack, component_order
 from forensic_vsr.ops.degrade import OPERATOR as CONSISTENCY_OPERATOR
 from forensic_vsr.ops.label import burn_label
-from forensic_vsr.ops.operations import stage_for
+from forensic_vsr.ops.operations import margin_for, stage_for
+from forensic_vsr.ops.region import in_crop, plan_region
 from forensic_vsr.ops.stages import RECORD_KEYS, Chain, Done, Key, Planes, Stage, StageParams
 from forensic_vsr.policy import Decision
 from forensic_vsr.progress import progress
@@ -71,8 +72,8 @@ def build_stages(recipe: Recipe, model: ResolvedModel, info: StreamInfo) -> tupl
     src_fmt = info.pix_fmt
     siting = "center" if src_fmt.startswith("yuvj") else "left"
     project = runs_on_luma(model) and recipe_facts(recipe, model).data_consistency_available
-    params = stage_params(recipe, src_fmt, siting, info.width, info.height, project)
-    pre_params = dataclasses.replace(params, scale=1, project=False, keep_maps=False)
+    params = with_region(stage_params(recipe, src_fmt, siting, info.width, info.height, project), recipe, model, info)
+    pre_params = _pre_params(params)
     stages = [*(stage_for(m, pre_params) for m in pre_models(recipe)), stage_for(model, params)]
     rate = info.guessed_rate
     for stage in stages:
@@ -80,6 +81,32 @@ def build_stages(recipe: Recipe, model: ResolvedModel, info: StreamInfo) -> tupl
         if rate:  # a frame's duration in input ticks: half a frame in the halved output time base
             stage.field_ticks = max(1, round(1 / (rate * info.time_base)))
     return stages, siting, project
+
+
+def with_region(params: StageParams, recipe: Recipe, model: ResolvedModel, info: StreamInfo) -> StageParams:
+    """--roi: the stages' input is the region's crop (ops.region.plan_region), widened by the
+    margin each stage asks for (`margin_for`, from the whole frame's parameters), summed; the plan
+    goes in `crop`, the region and --register-roi in the crop's coordinates."""
+    if recipe.region is None:
+        return params
+    margins = tuple(
+        {"op": op_name(m), "model": m.id, "margin": margin_for(m, p)}
+        for m, p in [*((m, _pre_params(params)) for m in pre_models(recipe)), (model, params)]
+    )
+    geometry = tuple((sx, sy) for sx, sy, _ in plane_geometry(params.src_fmt))
+    plan = plan_region(recipe.region, info.width, info.height, geometry, margins, recipe.scale)
+    return dataclasses.replace(
+        params,
+        in_width=plan.crop[2],
+        in_height=plan.crop[3],
+        region=plan.in_crop,
+        register_roi=in_crop(recipe.register_roi, plan, "--register-roi"),
+        crop=plan,
+    )
+
+
+def _pre_params(params: StageParams) -> StageParams:
+    return dataclasses.replace(params, scale=1, project=False, keep_maps=False)
 
 
 def chain_outputs(
@@ -148,9 +175,11 @@ class FramePass:
             info = reader.info
             self.src_fmt = src_fmt = info.pix_fmt
             self.dst_fmt = master_pix_fmt(src_fmt)
-            self.out_w, self.out_h = info.width * recipe.scale, info.height * recipe.scale
             stages, siting, project = build_stages(recipe, model, info)
             *self.pre, self.main = stages
+            self.region = self.main.params.crop  # --roi: the stages ran on its crop; the outputs are the region
+            width, height = (self.region.region[2], self.region.region[3]) if self.region else (info.width, info.height)
+            self.out_w, self.out_h = width * recipe.scale, height * recipe.scale
             rate = info.guessed_rate
             self.factor = math.prod(stage.frames_per_input for stage in stages)
             out_tb = info.time_base / self.factor
@@ -233,7 +262,7 @@ class FramePass:
                 self.main.colour_planes,
                 # S and R recomputable from the master and the evidence frame (format 3) when
                 # the main operation's input is that frame, whole, one output per input
-                recompute=not self.pre and self.factor == 1,
+                recompute=not self.pre and self.factor == 1 and self.main.params.crop is None,
                 device=self.main.device,
             )
             if self.recipe.maps
@@ -270,6 +299,8 @@ class FramePass:
         """Hand finished frames to the encoder, the maps and the warp-error measure, in order."""
         residuals = self.main.residuals
         for (index, pts), planes, out_planes in done:
+            if self.region is not None:
+                planes, out_planes = self.region.cut_input(planes), self.region.cut_output(out_planes)
             map_plane = out_planes[0]  # in the source's component order, like planes[0]
             map_in, map_out = self._map_planes(planes, out_planes)
             if self.src_fmt in PACKED_ORDER:
@@ -281,6 +312,8 @@ class FramePass:
                 )
             self.encoder.submit(out_planes, pts)  # hashed, encoded and checked on the worker threads
             extra = self.source.extras((index, pts))  # taken even without maps: nothing piles up
+            if extra is not None and self.region is not None:
+                extra = {name: self.region.cut_map(plane) for name, plane in extra.items()}
             if self.maps is not None:
                 self.mapper.submit(map_in, map_out, pts, extra)
             if self.warp is not None:
@@ -367,6 +400,7 @@ class FramePass:
             ),
             temporal_consistency=self.warp.result() if self.warp is not None else None,
             maps=maps_step,
+            region=None if self.region is None else Region.from_json(self.region.to_json()),
             distributed=self.source.record(),
             **main_record,
         )

@@ -9,8 +9,9 @@ from pathlib import Path
 
 from forensic_vsr.bundle.master import FFV1_OPTIONS, PREVIEW_OPTIONS, master_pix_fmt
 from forensic_vsr.errors import UsageError
-from forensic_vsr.media import VideoReader
+from forensic_vsr.media import VideoReader, plane_geometry
 from forensic_vsr.media.limits import encoder_accepts
+from forensic_vsr.ops.region import check_region
 
 X264_MAX_SIDE = 16384  # x264 refuses a wider or taller frame ("invalid width x height")
 FFMPEG_MAX_AREA = 2**28  # av_image_check_size: (width+128) * (height+128) must stay below INT_MAX/8
@@ -58,8 +59,13 @@ def check_output_size(width: int, height: int, scale: int, pix_fmt: str, maps: b
     )
 
 
-def check_evidence_output_size(evidence: Path, scale: int, maps: bool = True) -> None:
-    """`check_output_size` for the evidence file's first video stream (its header only)."""
+def check_evidence_output_size(evidence: Path, scale: int, maps: bool = True, region: tuple[int, int, int, int] | None = None) -> None:
+    """`check_output_size` for the evidence file's first video stream (its header only), or for
+    its --roi `region`, which must lie inside the frame on the chroma grid (ops.region.check_region)."""
     with VideoReader(evidence) as reader:
         info = reader.info
-    check_output_size(info.width, info.height, scale, info.pix_fmt, maps)
+    if region is None:
+        check_output_size(info.width, info.height, scale, info.pix_fmt, maps)
+        return
+    check_region(region, info.width, info.height, tuple((sx, sy) for sx, sy, _ in plane_geometry(info.pix_fmt)))
+    check_output_size(region[2], region[3], scale, info.pix_fmt, maps)

@@ -47,7 +47,8 @@ def write_report(
     map_scale = maps.get("scale") if maps else None
     frames = still_frames(step, recipe.stills)
     recompute = recipe.scale if maps and "synthesized" in maps.get("recomputed", {}) else None  # format 3: S not stored
-    made = make_stills(bundle.dir, evidence, frames, step.frames.start, threshold, per_input, map_scale, recipe.roi, recompute)
+    region = step.region.box if step.region else None
+    made = make_stills(bundle.dir, evidence, frames, step.frames.start, threshold, per_input, map_scale, recipe.roi, recompute, region)
     deblurs = [step.deblur, *(pre.get("deblur") for pre in step.pre_operations)]
     psf = write_psf(bundle.dir, next((d["psf"] for d in deblurs if d and d.get("psf")), None))
     stills = json.loads(dsse.canonical_json(made + ([psf] if psf else [])))

@@ -124,7 +124,12 @@ def add_recipe_args(p: argparse.ArgumentParser) -> None:
         choices=["fields", "blend"],
         help="--model deinterlace: fields (each field becomes a frame at twice the rate: the forensic choice) or blend (motion-adaptive)",
     )
-    p.add_argument("--roi", help="--model deblur: X,Y,W,H region to estimate the PSF on and restore (default: the whole frame)")
+    p.add_argument(
+        "--roi",
+        help="X,Y,W,H region of the evidence (pixels) to enhance, with any operation or chain: the outputs, maps and stills "
+        "are the region (x the scale), each operation's margin is taken from the evidence around it and recorded; "
+        "deblur estimates its PSF on it (default: the whole frame)",
+    )
     p.add_argument("--register-roi", help="integrate, stabilise, mfsr: X,Y,W,H region of what does not move, to register frames on")
     p.add_argument(
         "--registration",
@@ -149,12 +154,16 @@ def cmd_enhance(args: argparse.Namespace) -> int:
     from forensic_vsr.recipe import parse_frames
 
     recipe = _recipe(args, frames=parse_frames(args.frames))
+    ray = ray_options(args.ray, args.ray_workers, args.ray_segment_frames)
     if args.dry_run:
+        from forensic_vsr.distributed import plan_lines
         from forensic_vsr.dry_run import dry_run
 
-        return 0 if dry_run(Path(args.evidence), recipe) else 3
+        allowed = dry_run(Path(args.evidence), recipe)
+        for line in plan_lines(Path(args.evidence), recipe, ray) if ray is not None and allowed else []:
+            print(line)
+        return 0 if allowed else 3
     examiner = examiner_from_args(args)
-    ray = ray_options(args.ray, args.ray_workers, args.ray_segment_frames)
     bundle = enhance(Path(args.evidence), Path(args.output), recipe, examiner, show_progress=None if not args.quiet else False, ray=ray)
     print(f"bundle written: {bundle}")
     return 0

@@ -95,7 +95,7 @@ class VideoWriter:
             self._container.mux(packets)
         finally:
             self._container.close()
-        if self._display_aspect is not None:
+        if self._display_aspect is not None and Path(self.path).exists():  # no frame written: no file (a failed run)
             write_display_aspect(self.path, self._display_aspect)
         return packets
 

@@ -20,3 +20,8 @@ STAGE_BY_TASK: dict[str, type[PlaneStage]] = {
 def stage_for(model: ResolvedModel, params: StageParams) -> Stage:
     """The stage that runs `model` (networks and classical interpolation: PlaneStage)."""
     return STAGE_BY_TASK.get(task(model), PlaneStage)(model, params)
+
+
+def margin_for(model: ResolvedModel, params: StageParams) -> int:
+    """The evidence pixels the stage of `model` needs around a region, on each side (--roi)."""
+    return STAGE_BY_TASK.get(task(model), PlaneStage).margin_for(model, params)

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from forensic_vsr.errors import UsageError
+from forensic_vsr.media import plane_geometry
 from forensic_vsr.models.registry import ResolvedModel
 from forensic_vsr.ops.stages import Done, Key, Planes, PlaneStage, StageParams
 
@@ -22,6 +23,11 @@ class DeinterlaceStage(PlaneStage):
 
     LOOKAHEAD = 8  # frames buffered to measure the field order from content
     BLEND_THRESHOLD = 10.0  # 8-bit levels
+
+    @classmethod
+    def margin_for(cls, model: ResolvedModel, params: StageParams) -> int:
+        """bob's [-1, 9, 9, -1] reaches two field lines (four frame rows) of the most subsampled plane."""
+        return 4 * max(g[1] for g in plane_geometry(params.src_fmt))
 
     def __init__(self, model: ResolvedModel, params: StageParams) -> None:
         super().__init__(model, params)
@@ -108,10 +114,21 @@ class DeblurStage(PlaneStage):
     """Deconvolution of luma with the recipe's PSF, or one estimated blindly from the first frame
     (its region of interest where given) and then held for every frame, so all frames get the
     same, recorded operator. With --roi only that region changes. An estimate of low confidence
-    is run as estimated, and flagged: one warning line on stderr and `estimate.low_confidence`."""
+    is run as estimated, and flagged: one warning line on stderr and `estimate.low_confidence`.
+    RGB evidence: each colour plane is deconvolved with the same PSF and regulariser, estimated on
+    G (the component closest to luma; the blur is the optics', the same for every colour)."""
 
     temporal = True
-    colour_refusal = "deblurring is not run per colour plane yet"
+    BLIND_PSF_SIDE = 41  # the largest kernel a blind estimate gives: a motion blur of estimate_psf's max_length, 40
+
+    @classmethod
+    def margin_for(cls, model: ResolvedModel, params: StageParams) -> int:
+        """What `wiener` pads a frame by (twice the kernel's side, and 8): the given PSF's, else the
+        largest a blind estimate can give."""
+        from forensic_vsr.ops.deblur import parse_psf
+
+        side = max(parse_psf(params.psf).kernel.shape) if params.psf else cls.BLIND_PSF_SIDE
+        return 2 * side + 8
 
     def __init__(self, model: ResolvedModel, params: StageParams) -> None:
         super().__init__(model, params)
@@ -133,7 +150,9 @@ class DeblurStage(PlaneStage):
             **super().record(),
             "deblur": {
                 "psf": None if self.psf is None else self.psf.to_json(),
-                "psf_source": "recipe" if self.params.psf else "estimated blindly from the cepstrum of the first frame",
+                "psf_source": "recipe"
+                if self.params.psf
+                else "estimated blindly from the cepstrum of the first frame" + (" (its --roi region)" if self.params.region else ""),
                 "estimate": self.estimate,
                 "roi": list(self.params.roi) if self.params.roi else None,
                 "method": "Wiener deconvolution, gradient regulariser",
@@ -141,37 +160,61 @@ class DeblurStage(PlaneStage):
                 "noise_sigma_levels_first_frame": self.noise,
                 "ringing_rms_levels_per_frame": [round(r, 4) for r in self.ringing],
                 "forward_residual_rms_levels_per_frame": [round(r, 4) for r in self.forward],
+                **(
+                    {"planes": list(self.colour_planes), "estimated_on_plane": "G", "per_frame_figures": "maximum over the planes"}
+                    if self.colour_planes
+                    else {}
+                ),
                 "units": "8-bit levels",
             },
         }
 
     def _region(self, plane: np.ndarray) -> tuple[slice, slice]:
+        """What is deconvolved: the whole input, or (a recipe recorded before --roi was general)
+        only its `roi`."""
         if self.params.roi is None:
             return slice(None), slice(None)
         x, y, w, h = self.params.roi
         if x < 0 or y < 0 or w < 16 or h < 16 or x + w > plane.shape[1] or y + h > plane.shape[0]:
             raise UsageError(f"--roi {x},{y},{w},{h}: must lie inside the {plane.shape[1]}x{plane.shape[0]} frame and be at least 16x16")
-        return slice(y, y + h), slice(x, x + w)
+        return _slices(self.params.roi)
 
     def flush(self) -> Done:
-        from forensic_vsr.ops.deblur import blur, default_lambda, estimate_psf, noise_sigma, ringing, wiener
-
         pending, self.pending = self.pending, []
         done = []
-        vmax = self.geometry[0][2]
         for key, planes in pending:
-            luma = planes[0]
+            if not self.colour_planes:
+                done.append((key, planes, [self._deconvolve(planes[0])] + [p.copy() for p in planes[1:]]))
+                continue
+            order = component_order(self.params.src_fmt) or ""
+            comps = split_components(planes, self.params.src_fmt)
+            out = [c.copy() for c in comps]  # alpha and padding as they are
+            n = len(self.ringing)
+            for i in sorted((i for i, name in enumerate(order) if name in COLOURS), key=lambda i: order[i] != "G"):
+                out[i] = self._deconvolve(comps[i])  # G first: the blind estimate and lambda come from it
+            for figures in (self.ringing, self.forward):
+                figures[n:] = [max(figures[n:])]
+            done.append((key, planes, join_components(out, self.params.src_fmt)))
+        return done
+
+    def _deconvolve(self, luma: np.ndarray) -> np.ndarray:
+        """One plane deconvolved (the PSF and lambda estimated on the first plane it is given)."""
+        from forensic_vsr.ops.deblur import blur, default_lambda, estimate_psf, noise_sigma, ringing, wiener
+
+        vmax = self.geometry[0][2]
+        if True:
             region = self._region(luma)
             y = luma[region].astype(np.float64) * (255.0 / vmax)
+            probe = y if self.params.region is None else y[_slices(self.params.region)]  # --roi: estimated on the region
             if self.psf is None:
-                est = estimate_psf(y)
+                est = estimate_psf(probe)
                 self.psf, self.estimate = est.psf, est.to_json()
                 warning = est.warning()
                 if warning:  # also in the record (estimate.warning) and so in the report, beside the PSF
                     logging.getLogger(__name__).warning("warning: %s", warning)
             if self.lam is None:
-                self.noise = round(noise_sigma(y), 4)
-                self.lam = float(default_lambda(y))
+                self.noise = round(noise_sigma(probe), 4)
+                self.lam = float(default_lambda(probe))
             x = wiener(y, self.psf, self.lam)
             self.ringing.append(ringing(y, x))
             x8 = np.clip(np.rint(x), 0, 255)
@@ -181,3 +224,8 @@ class DeblurStage(PlaneStage):
             out_luma[region] = np.clip(np.rint(x * (vmax / 255.0)), 0, vmax).astype(luma.dtype)
             done.append((key, planes, [out_luma] + [p.copy() for p in planes[1:]]))
         return done
+
+
+def _slices(box: tuple[int, int, int, int]) -> tuple[slice, slice]:
+    x, y, w, h = box
+    return slice(y, y + h), slice(x, x + w)

@@ -21,6 +21,7 @@ from forensic_vsr.models.registry import ResolvedModel
 from forensic_vsr.models.tasks import LUMA_TASKS, runs_on_luma, task
 from forensic_vsr.ops.colour import COLOURS, colour_names, component_order, join_components, split_components
 from forensic_vsr.ops.consistency_torch import projector_for
+from forensic_vsr.ops.region import RegionPlan
 from forensic_vsr.ops.resample import KERNEL_SUPPORT, upscale_plane
 
 Key = Any  # (decoded frame index, pts)
@@ -45,7 +46,9 @@ class StageParams:
     tile: int | None = None
     batch: int | None = None
     psf: str | None = None
-    roi: tuple[int, int, int, int] | None = None
+    roi: tuple[int, int, int, int] | None = None  # deblur, as recorded before --roi was general: only this region changes
+    region: tuple[int, int, int, int] | None = None  # --roi, in the stage's input pixels (the crop's); its input is the crop
+    crop: RegionPlan | None = None  # --roi: the plan that cut the stage's input from each evidence frame (Chain does)
     register_roi: tuple[int, int, int, int] | None = None  # temporal operations register on this region only
     registration: str = "static"  # temporal operations: "static" (moving content masked) or "whole"
     deinterlace: str = "fields"
@@ -63,15 +66,16 @@ class StageParams:
 
 class Stage(Protocol):
     model: ResolvedModel
+    params: StageParams
     temporal: bool  # E_warp is measured for operations that act over time or per frame without a model
     extra_map_names: tuple[str, ...]
     frames_per_input: int
     stream_field_order: str | None
     field_ticks: int
     residuals: list[float]  # data-consistency RMS residual of each output frame, where projected
-    per_frame: list[dict[str, Any]]  # what the record says of each frame, in output order ("frame": decoded index)
     plane_residuals: list[list[float]]  # RGB evidence: per output frame, each colour plane's residual
     colour_planes: tuple[str, ...]  # the colour components the model ran on (RGB evidence), storage order
+    per_frame: list[dict[str, Any]]  # what the record says of each frame, in output order ("frame": decoded index)
 
     @property
     def device(self) -> str: ...
@@ -94,6 +98,7 @@ class PlaneStage:
 
     # why the operation cannot run on each colour plane of RGB evidence (None: it can)
     colour_refusal: str | None = None
+    context = 0  # evidence pixels an operation looks beyond its kernels (registration), on each side, added to margin_for
     temporal = False
     extra_map_names: tuple[str, ...] = ()
     frames_per_input = 1
@@ -105,8 +110,8 @@ class PlaneStage:
         self.model, self.params = model, params
         self.out_w, self.out_h = params.out_width, params.out_height
         self.residuals: list[float] = []
-        self.per_frame: list[dict[str, Any]] = []
         self.plane_residuals: list[list[float]] = []
+        self.per_frame: list[dict[str, Any]] = []
         on_luma = model.neural or task(model) in LUMA_TASKS
         self.colour_planes = colour_names(params.src_fmt) if on_luma else ()
         if self.colour_planes and self.colour_refusal:
@@ -124,6 +129,21 @@ class PlaneStage:
         self.projector = projector_for(self.out_h, self.out_w, params.scale, self.device) if params.project else None
         self.geometry = plane_geometry(params.src_fmt)
         self.pending: list[tuple[Key, Planes]] = []
+
+    @classmethod
+    def margin_for(cls, model: ResolvedModel, params: StageParams) -> int:
+        """The input pixels each output sample sees on each side, in luma (evidence) pixels: the
+        classical kernel's reach on the most subsampled plane and the network's receptive radius
+        (the data-consistency projection is global: near the crop's border it differs a little)."""
+        sub = max(max(g[0], g[1]) for g in plane_geometry(params.src_fmt))
+        kernel = "lanczos" if runs_on_luma(model) or model.id not in KERNEL_SUPPORT else model.id
+        reach = 0 if params.scale == 1 else (KERNEL_SUPPORT[kernel] + 1) * sub
+        if model.neural and model.architecture is not None:
+            from forensic_vsr.models.arch import build
+            from forensic_vsr.models.runner import receptive_radius
+
+            reach = max(reach, receptive_radius(build(model.architecture)))
+        return reach + cls.context
 
     @property
     def batch(self) -> int:
@@ -285,10 +305,12 @@ class WindowStage(PlaneStage):
 class Chain:
     """Frames through the pre-operations, then the main operation: each stage's outputs are the
     next stage's inputs, in order; flushing flushes every stage in turn. What comes out is
-    (key, the main operation's input planes, its output planes)."""
+    (key, the main operation's input planes, its output planes). With --roi each evidence frame
+    is first cut to the region's crop (`StageParams.crop`); what comes out is crop-sized."""
 
     def __init__(self, stages: list[Stage]) -> None:
         self.stages = stages
+        self.crop = stages[0].params.crop
 
     def _through(self, i: int, items: list[tuple[Key, Planes]]) -> Done:
         done = [d for key, planes in items for d in self.stages[i].push(key, planes)]
@@ -297,7 +319,7 @@ class Chain:
         return self._through(i + 1, [(key, out) for key, _inp, out in done])
 
     def push(self, key: Key, planes: Planes) -> Done:
-        return self._through(0, [(key, planes)])
+        return self._through(0, [(key, planes if self.crop is None else self.crop.crop_evidence(planes))])
 
     def flush(self) -> Done:
         out: Done = []

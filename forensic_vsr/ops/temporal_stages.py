@@ -15,6 +15,10 @@ from forensic_vsr.models.registry import ResolvedModel
 from forensic_vsr.ops.registration import RegistrationRegion
 from forensic_vsr.ops.stages import Done, Key, Planes, PlaneStage, StageParams, WindowStage
 
+# evidence pixels around --roi a registration may bring into the region: content moving up to
+# this far between registered frames is still inside what is registered and warped
+REGISTRATION_MARGIN = 16
+
 
 def _card_params(model: ResolvedModel) -> dict[str, Any]:
     return (model.architecture or {}).get("params", {})
@@ -51,6 +55,7 @@ class MultiFrameStage(WindowStage):
     single-frame back-projection, is recorded."""
 
     temporal = True
+    context = REGISTRATION_MARGIN
 
     def __init__(self, model: ResolvedModel, params: StageParams) -> None:
         super().__init__(model, params)
@@ -96,6 +101,7 @@ class StabiliseStage(PlaneStage):
     registration fails is passed through unchanged and listed."""
 
     temporal = True
+    context = REGISTRATION_MARGIN
 
     def __init__(self, model: ResolvedModel, params: StageParams) -> None:
         super().__init__(model, params)
@@ -156,6 +162,7 @@ class IntegrateStage(WindowStage):
 
     temporal = True
     extra_map_names = ("count", "spread")
+    context = REGISTRATION_MARGIN
 
     def __init__(self, model: ResolvedModel, params: StageParams) -> None:
         super().__init__(model, params)

@@ -99,9 +99,10 @@ def still_block(bundle: Path, still: dict[str, Any], width: float, st: dict[str,
         out.append(Table([panels, [CROP_CAPTIONS[k] for k in kinds]], colWidths=[width / 3] * len(kinds)))
         out.append(scale_bar(crop, panel_w, width))
         zoom_out = int(crop["zoom"]) // int(crop["scale"])
+        ox, oy = (still.get("region") or (0, 0))[:2]  # --roi: the stills are the region; say where in the evidence frame
         text = (
-            f"Magnified crop ({crop['source']}): evidence pixels x {crop['x']} to {crop['x'] + crop['w'] - 1}, "
-            f"y {crop['y']} to {crop['y'] + crop['h'] - 1} ({crop['w']} x {crop['h']}); nearest-neighbour zoom x{crop['zoom']} "
+            f"Magnified crop ({crop['source']}): evidence pixels x {ox + crop['x']} to {ox + crop['x'] + crop['w'] - 1}, "
+            f"y {oy + crop['y']} to {oy + crop['y'] + crop['h'] - 1} ({crop['w']} x {crop['h']}); nearest-neighbour zoom x{crop['zoom']} "
             f"of the evidence pixels" + ("" if int(crop["scale"]) == 1 else f", x{zoom_out} of the output pixels (output x{crop['scale']})")
         )
         out.append(Paragraph(text, st["small"]))
@@ -114,6 +115,14 @@ def still_block(bundle: Path, still: dict[str, Any], width: float, st: dict[str,
         else:
             cells = [[flowable(ov, width / 3), Paragraph(caption, st["small"])]]
             out.append(Table(cells, colWidths=[width / 3 + 2 * mm, width * 2 / 3 - 2 * mm]))
+    if "overview" in files and still.get("region"):
+        x, y, w, h = still["region"]
+        text = (
+            f"Whole evidence frame, reduced: the region (--roi) that every output frame shows is outlined in yellow "
+            f"(evidence pixels x {x} to {x + w - 1}, y {y} to {y + h - 1}, {w} x {h})"
+        )
+        cells = [[flowable(overview(bundle / files["overview"]["name"], None), width / 3), Paragraph(text, st["small"])]]
+        out.append(Table(cells, colWidths=[width / 3 + 2 * mm, width * 2 / 3 - 2 * mm]))
     return out
 
 

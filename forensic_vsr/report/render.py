@@ -30,8 +30,9 @@ from forensic_vsr.report.tables import all_metadata, parameter_rows, relevant_me
 # warning beside the PSF (3 was never released); 6: stills as a magnified crop (evidence | enhanced |
 # map, nearest-neighbour zoom, scale bar) and a reduced overview, times in seconds, parameters as
 # tables with units, metadata filtered (the full dump in an appendix), the examiner's name from the
-# report certificate, the PDF's dates from the run's start, the PSF drawn.
-TEMPLATE_VERSION = 6
+# report certificate, the PDF's dates from the run's start, the PSF drawn; 7: --roi: the region and
+# the margin taken around it, the whole evidence frame with the region outlined beside each still.
+TEMPLATE_VERSION = 7
 
 
 def _pdf_canvas(started: str) -> Any:
@@ -149,6 +150,28 @@ def _timing_rows(ingest: dict[str, Any]) -> list[list[Any]]:
         text += " ..." if dup["runs_total"] > 5 else ""
         rows.append(["Repeated frames (identical pixels)", text])
     return rows
+
+
+def _region_rows(region: dict[str, Any] | None) -> list[list[Any]]:
+    """--roi: where the outputs lie in the evidence frame, and the margin the operations took."""
+    if not region:
+        return []
+    x, y, w, h = region["x"], region["y"], region["width"], region["height"]
+    taken, crop = region["margin_taken"], region["crop"]
+    by_op = ", ".join(f"{m['op']} {m['margin']}" for m in region["margin_by_operation"])
+    return [
+        [
+            "Region (--roi)",
+            f"evidence pixels x {x} to {x + w - 1}, y {y} to {y + h - 1} ({w} x {h}); every output frame, map and still is this "
+            f"region x{region['scale']} ({region['output']['width']} x {region['output']['height']})",
+        ],
+        [
+            "Margin around the region",
+            f"{region['margin_needed']} evidence pixels needed on each side ({by_op}); taken from the evidence: left {taken['left']}, "
+            f"top {taken['top']}, right {taken['right']}, bottom {taken['bottom']} (less at the frame's border); the operations ran on "
+            f"x {crop['x']}, y {crop['y']}, {crop['width']} x {crop['height']}",
+        ],
+    ]
 
 
 def render(
@@ -332,6 +355,7 @@ def render(
             + aspect(probe.get("sample_aspect_ratio"), step["width_out"], step["height_out"])
             + " (the master and the preview carry the evidence's sample aspect ratio and chroma siting)",
         ],
+        *_region_rows(step.get("region")),
         ["Chroma siting assumed", step.get("chroma_siting_assumed")],
         ["Lossless round trip", json.dumps(step.get("lossless_round_trip"), sort_keys=True)],
     ]

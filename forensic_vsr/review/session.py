@@ -98,6 +98,8 @@ class ReviewSession:
         self.in_tb, inputs = read_framehash(bundle, layout.INPUT_FRAMEHASH)
         self.first_pts = inputs[0].pts if inputs else 0
         self.size = (int(self.run["width_out"]), int(self.run["height_out"]))
+        region = self.run.get("region")  # --roi: the outputs show this region; the evidence is cut to it beside them
+        self.region = (int(region["x"]), int(region["y"]), int(region["width"]), int(region["height"])) if region else None
         self.sources: dict[str, FrameSource] = {"enhanced": FrameSource(bundle / layout.MASTER)}
         for kind in MAP_KINDS:
             if kind in self.maps:
@@ -167,7 +169,7 @@ class ReviewSession:
         png = self.cache.get(key)
         if png is None:
             if kind == "evidence":
-                png = picture_png(source.frame(self.evidence_frame(n)))
+                png = picture_png(source.frame(self.evidence_frame(n)), self.region)
             elif kind == "enhanced":
                 png = picture_png(source.frame(n))
             else:
@@ -268,6 +270,7 @@ class ReviewSession:
             "key": "supplied key" if self.independent_key else "the bundle's own key (not obtained independently: pass --pubkey)",
             "chain_head": BundleBinding.of(self.view).chain_head,
             "deblur": self.recorded_psf(),
+            "region": list(self.region) if self.region else None,
             "evidence_width": self.evidence_size[0],
             "evidence_height": self.evidence_size[1],
         }
