@@ -124,3 +124,41 @@ def test_cpu_run_records_cuda_fields_as_null(tmp_path: Path, keypair: tuple[Path
     assert env["device"] == "cpu"
     assert env["determinism"]["cuda"] == cuda_facts("cpu")
     assert "cpu" in json.dumps(step(out))
+
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (bench/gpu_check.py runs these on one)")
+
+
+@cuda
+def test_cuda_path_agrees_with_the_cpu_and_repeats_to_the_bit(estimate: tuple[int, np.ndarray], luma: np.ndarray) -> None:
+    """On CUDA: the network, the projection and the maps give the same bits twice; the
+    projection's samples equal the CPU's but for float64 rounding ties, the maps agree to 2e-3."""
+    scale, x_hat = estimate
+    model_id = f"fidelity-sr-x{scale}"
+    net = PlaneUpscaler(resolve(model_id, None), "cuda")
+    first, again = net.predict(luma, 255), net.predict(luma, 255)
+    assert np.array_equal(first, again)
+    assert np.abs(first - x_hat).max() < 1e-2  # float32 network, another convolution algorithm
+    y = luma.astype(np.float64)
+    h, w = x_hat.shape
+    dev = TorchProjector(h, w, scale, "cuda")
+    got, got_r = dev.project_to_samples(x_hat, y, 255, 0.25)
+    assert np.array_equal(got, dev.project_to_samples(x_hat, y, 255, 0.25)[0])
+    want, want_r = Projector(h, w, scale).project_to_samples(x_hat, y, 255, 0.25)
+    assert np.count_nonzero(got != want) <= got.size * 1e-5 and np.abs(got - want).max() <= 1
+    assert got_r == pytest.approx(want_r, rel=1e-9)
+    maps = TorchExactMaps(h, w, scale, "cuda")
+    s, r = maps.compute(luma, want)
+    s2, r2 = maps.compute(luma, want)
+    assert np.array_equal(s, s2) and np.array_equal(r, r2)
+    want_s, want_r_map = ExactMaps(h, w, scale).compute(luma, want)
+    assert np.abs(s - want_s).max() < 2e-3 and np.abs(r - want_r_map).max() < 2e-3
+
+
+@cuda
+def test_cuda_facts_on_cuda() -> None:
+    select_device("cuda")
+    facts = cuda_facts("cuda:0")
+    assert facts["torch_cuda"] and facts["cudnn"] and facts["gpu"]
+    assert facts["deterministic_algorithms"] is True and facts["cudnn_deterministic"] is True and facts["cudnn_benchmark"] is False
+    assert facts["cublas_workspace_config"] == CUBLAS_WORKSPACE_CONFIG and facts["tf32_matmul"] is False
