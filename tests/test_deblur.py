@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from forensic_vsr.benchmark import psnr
+from forensic_vsr.errors import UsageError
 from forensic_vsr.media import VideoReader, frame_planes
-from forensic_vsr.ops.deblur import blur, defocus_psf, estimate_psf, motion_psf, noise_sigma, richardson_lucy, ringing, wiener
+from forensic_vsr.ops.deblur import blur, defocus_psf, estimate_psf, motion_psf, noise_sigma, parse_psf, richardson_lucy, ringing, wiener
 from tests.helpers import run_fvsr
 from tests.helpers import step as step_of
 
@@ -162,3 +163,11 @@ def test_deblur_runs_in_evidential_mode_with_a_blind_estimate(tmp_path: Path, bl
         proc = run_fvsr("enhance", blurred_clip, "-o", tmp_path / "bad", "--key", keypair[0], "--model", "deblur", "--scale", "1", *bad)
         assert proc.returncode != 0 and msg in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
         assert not (tmp_path / "bad").exists()
+
+
+@pytest.mark.parametrize("spec", ["defocus:0.05", "defocus:0.4", "defocus:nan", "motion:nan,0", "motion:5,inf"])
+def test_degenerate_psf_is_one_usage_line(spec: str) -> None:
+    """A disk under half a pixel covers no sample (its kernel was 0/0), and NaN/inf parameters
+    made NaN kernels: each is refused instead."""
+    with pytest.raises(UsageError):
+        parse_psf(spec)

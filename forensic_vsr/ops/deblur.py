@@ -50,8 +50,8 @@ def _odd(n: int) -> int:
 def motion_psf(length: float, angle: float) -> Psf:
     """A straight motion of `length` pixels at `angle` degrees (counter-clockwise from the x
     axis, image y pointing down), integrated with sub-pixel accuracy."""
-    if length < 1:
-        raise UsageError(f"motion length {length}: must be at least 1 pixel")
+    if not (math.isfinite(length) and math.isfinite(angle)) or length < 1:
+        raise UsageError(f"motion length {length}, angle {angle}: the length must be at least 1 pixel, both finite")
     size = _odd(math.ceil(length) + 2)
     k = np.zeros((size, size))
     c = size // 2
@@ -70,8 +70,8 @@ def motion_psf(length: float, angle: float) -> Psf:
 
 def defocus_psf(radius: float) -> Psf:
     """A uniform disk of `radius` pixels (geometric-optics defocus), antialiased edge."""
-    if radius <= 0:
-        raise UsageError(f"defocus radius {radius}: must be positive")
+    if not math.isfinite(radius) or radius < 0.5:  # below half a pixel the disk covers no sample
+        raise UsageError(f"defocus radius {radius}: must be at least 0.5 pixel")
     size = _odd(math.ceil(2 * radius) + 2)
     c = size // 2
     sub = 8
