@@ -38,6 +38,7 @@ from forensic_vsr.audit.chain import utc_now
 from forensic_vsr.audit.checks import ChainView
 from forensic_vsr.audit.completeness import partial_bundle_name
 from forensic_vsr.audit.verify import read_chain, verify_bundle
+from forensic_vsr.distributed import ray_options
 from forensic_vsr.errors import EvidenceError, FvsrError, OutputError, PolicyDenied, UsageError
 from forensic_vsr.judgement import judgement_checks
 from forensic_vsr.media import file_sha256
@@ -251,7 +252,8 @@ def run_job(job: Job, examiner: Examiner, show_progress: bool | None = None) -> 
         removed = _remove_leftovers(job.output)
         if job.output.exists() or job.output.is_symlink():
             return _existing(job, recipe, examiner)
-        enhance(job.evidence, job.output, recipe, dataclasses.replace(examiner, case_id=job.case or examiner.case_id), show_progress)
+        ray = ray_options(job.options.get("ray"), job.options.get("ray_workers"), job.options.get("ray_segment_frames"))
+        enhance(job.evidence, job.output, recipe, dataclasses.replace(examiner, case_id=job.case or examiner.case_id), show_progress, ray)
         view, _ = read_chain(job.output, examiner.signer.public_key)
         note = f"removed {', '.join(removed)} left by an unfinished run" if removed else ""
         return "done", _output_frames(view), note

@@ -41,7 +41,7 @@ from forensic_vsr.media import VideoReader, file_sha256, planes_sha256
 from forensic_vsr.models.registry import ResolvedModel
 from forensic_vsr.models.tasks import op_name
 from forensic_vsr.ops.stages import Done, Key, Planes, Stage
-from forensic_vsr.recipe import Recipe
+from forensic_vsr.recipe import Recipe, bounded_frames, decide_recipe
 
 RAY_MISSING = "--ray needs the scale extra: pip install 'forensic-vsr[scale]'"
 MAX_RETRIES = 2  # a task whose worker process dies is run again this many times
@@ -138,6 +138,27 @@ def plan_segments(stages: list[Stage], start: int, end: int, segment_frames: int
         for s in range(start, end, length)
     )
     return SegmentPlan(segments, before, after, align, length)
+
+
+def plan_lines(evidence: Path, recipe: Recipe, options: RayOptions) -> list[str]:
+    """`fvsr enhance --ray ... --dry-run`: the segment plan a run would make (frames counted from
+    packets, as the dry run's other lines; the run counts them in the ingest)."""
+    model, _decision = decide_recipe(recipe)
+    with VideoReader(evidence, rate=recipe.rate) as reader:
+        stages, _siting, _project = build_stages(recipe, model, reader.info)
+        n = sum(1 for _ in reader.packet_timestamps())
+    start, end = bounded_frames(recipe.frames, n) if recipe.frames else (0, n)
+    plan = plan_segments(stages, start, end, options.segment_frames)
+    where = "a Ray runtime started here" if options.address == "local" else f"the Ray cluster at {options.address}"
+    lines = [
+        f"ray: {len(plan.segments)} segments of {plan.segment_frames} frames on {where}; each fed {plan.frames_before} frames before "
+        f"and {plan.frames_after} after (the operations' context), segments aligned to batches of {plan.batch_alignment}"
+    ]
+    shown = plan.segments[:12]
+    lines += [f"  segment {i}: frames {s.start}-{s.end - 1}, decodes {s.decode_start}-{s.decode_end - 1}" for i, s in enumerate(shown)]
+    if len(plan.segments) > len(shown):
+        lines.append(f"  ... and {len(plan.segments) - len(shown)} more")
+    return lines
 
 
 @dataclass(frozen=True)
