@@ -310,6 +310,23 @@ class VideoReader:
                 pts = packet.pts if packet.pts is not None else packet.dts
                 yield int(pts) + self.info.start_offset
 
+    def intra_frames(self, wanted: set[int]) -> Iterator[DecodedFrame]:
+        """The frames at the `wanted` indices of an intra-only stream (our FFV1 masters and maps:
+        one keyframe packet per frame, in presentation order), decoding only their packets: the
+        report's three stills of a long master without decoding the rest. EvidenceError if a
+        wanted packet is not a keyframe or does not decode to one frame."""
+        last = max(wanted, default=-1)
+        packets = (p for p in self._container.demux(self._stream) if p.size)
+        for index, packet in enumerate(packets):
+            if index > last:
+                break
+            if index in wanted:
+                frames = self._decode(packet) if packet.is_keyframe else []
+                if len(frames) != 1:
+                    raise EvidenceError(f"{self.path.name}: packet {index} is not one intra-coded frame")
+                pts = _frame_pts(frames[0], None) + self.info.start_offset
+                yield DecodedFrame(index, pts, frames[0], pts)
+
     def frames(self) -> Iterator[DecodedFrame]:
         """Decode every frame in presentation order with ffmpeg's best-effort timestamps."""
         gen = self._frames()
