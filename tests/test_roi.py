@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from forensic_vsr.audit.step_record import Region, StepRecord
 from forensic_vsr.media import VideoReader, frame_planes
 from forensic_vsr.recipe import Recipe
 from tests.helpers import run_fvsr
@@ -87,6 +88,7 @@ def test_every_operation_runs_on_a_region_and_verifies(name: str, tmp_path: Path
     assert proc.returncode == 0, proc.stdout + proc.stderr
     step = step_of(bundle)
     region = step["region"]
+    assert StepRecord.from_json(step).region.box == ROI  # type: ignore[union-attr]
     assert region["scale"] == scale and region["output"] == {"width": 64 * scale, "height": 48 * scale}
     ops = [m["op"] for m in region["margin_by_operation"]]
     assert len(ops) == 1 + len(step["pre_operations"]) and region["margin_needed"] == sum(
@@ -149,3 +151,15 @@ def test_the_region_is_recorded_and_an_old_deblur_roi_reads_back_as_recorded() -
     # a recipe recorded before --roi was general: deblur restored only the region in the whole frame
     old = Recipe.from_json({**base, "psf": "motion:5,0", "roi": list(ROI)})
     assert old.roi == ROI and old.region is None and old.to_json()["roi"] == list(ROI) and "region" not in old.to_json()
+
+
+@pytest.mark.parametrize("change", [{"x": -1}, {"width": 1.5}, {"height": True}, {"crop": None, "extra": 1}, {"scale": "2"}])
+def test_a_malformed_region_record_is_refused(change: dict[str, object]) -> None:
+    good = {
+        "x": 40, "y": 32, "width": 64, "height": 48, "units": "evidence pixels", "scale": 2, "output": {"width": 128, "height": 96},
+        "margin_needed": 8, "margin_by_operation": [{"op": "upscale", "model": "lanczos", "margin": 8}],
+        "margin_taken": {"left": 8, "top": 8, "right": 8, "bottom": 8}, "crop": {"x": 32, "y": 24, "width": 80, "height": 64},
+    }  # fmt: skip
+    assert Region.from_json(good).to_json() == good
+    with pytest.raises(ValueError, match="step record region"):
+        Region.from_json({**good, **change})
