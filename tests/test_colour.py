@@ -27,7 +27,7 @@ def _decoded(path: Path) -> list[dict[str, np.ndarray]]:
 @pytest.fixture(scope="module")
 def stills(tmp_path_factory: pytest.TempPathFactory, carphone_distorted: Path, ffmpeg: str) -> dict[str, Path]:
     """A real QCIF frame of the carphone clip as PNG (rgb24), BMP (bgr24) and TIFF (rgb24), and
-    its first three frames as an rgb24 video (PNG codec in Matroska)."""
+    its first two frames as an rgb24 video (PNG codec in Matroska)."""
     d = tmp_path_factory.mktemp("colour")
     out = {}
     for ext, fmt in (("png", "rgb24"), ("bmp", "bgr24"), ("tif", "rgb24")):
@@ -51,7 +51,7 @@ def stills(tmp_path_factory: pytest.TempPathFactory, carphone_distorted: Path, f
         )
     out["mkv"] = d / "rgb24.mkv"
     subprocess.run(
-        [ffmpeg, "-v", "error", "-i", str(carphone_distorted), "-frames:v", "3", "-pix_fmt", "rgb24", "-c:v", "png", str(out["mkv"])],
+        [ffmpeg, "-v", "error", "-i", str(carphone_distorted), "-frames:v", "2", "-pix_fmt", "rgb24", "-c:v", "png", str(out["mkv"])],
         check=True,
     )
     return out
@@ -76,13 +76,19 @@ def _check_consistency(evidence: Path, bundle: Path, planes: tuple[str, ...], fr
             assert abs(rms - dc["rms_residual_per_plane"][name][i]) < 1e-3, (name, rms)
 
 
+@pytest.fixture(scope="module")
+def sr_bundles(stills, tmp_path_factory: pytest.TempPathFactory, keypair) -> dict[str, Path]:  # type: ignore[no-untyped-def]
+    """fidelity-sr-x2 on the PNG (evidential, with its report) and on the BMP (investigative)."""
+    out = {}
+    for ext, mode in (("png", ["--mode", "evidential"]), ("bmp", ["--mode", "investigative", "--no-report"])):
+        out[ext] = tmp_path_factory.mktemp("sr") / ext
+        run_fvsr("enhance", stills[ext], "-o", out[ext], "--key", keypair[0], "--model", "fidelity-sr-x2", *mode, "-q", check=True)
+    return out
+
+
 @pytest.mark.parametrize(("ext", "planes"), [("png", ("R", "G", "B")), ("bmp", ("B", "G", "R"))])
-def test_fidelity_sr_on_each_colour_plane_of_a_still(
-    ext: str, planes: tuple[str, ...], stills, tmp_path: Path, keypair, ffmpeg: str
-) -> None:  # type: ignore[no-untyped-def]
-    evidence, bundle = stills[ext], tmp_path / "b"
-    mode = ["--mode", "evidential"] if ext == "png" else ["--mode", "investigative", "--no-report"]  # the report once
-    run_fvsr("enhance", evidence, "-o", bundle, "--key", keypair[0], "--model", "fidelity-sr-x2", *mode, "-q", check=True)
+def test_fidelity_sr_on_each_colour_plane_of_a_still(ext: str, planes: tuple[str, ...], stills, sr_bundles, keypair, ffmpeg: str) -> None:  # type: ignore[no-untyped-def]
+    evidence, bundle = stills[ext], sr_bundles[ext]
     s = step(bundle)
     assert (s["pix_fmt_in"], s["pix_fmt_out"], s["width_out"], s["height_out"]) == ({"png": "rgb24", "bmp": "bgr24"}[ext], "bgr0", 352, 288)
     assert s["luma"] == "fidelity-sr-x2" and colour_names(s["pix_fmt_in"]) == planes and s["runner"]["planes"] == list(planes)
@@ -105,10 +111,11 @@ def test_rgb24_video_and_a_tiff_restored_per_plane(stills, tmp_path: Path, keypa
     video = tmp_path / "video"
     args = ["--key", keypair[0], "--mode", "investigative", "--no-report", "-q"]
     run_fvsr("enhance", stills["mkv"], "-o", video, "--model", "fidelity-sr-x2", *args, check=True)
-    _check_consistency(stills["mkv"], video, ("R", "G", "B"), 3)
-    assert len(step(video)["maps"]["files"]["synthesized"]) and run_fvsr("verify", video, "--pubkey", keypair[1]).returncode == 0
+    _check_consistency(stills["mkv"], video, ("R", "G", "B"), 2)
+    assert step(video)["maps"]["files"]["synthesized"]["tree_size"] == 2  # one map frame per output frame
+    assert run_fvsr("verify", video, "--pubkey", keypair[1]).returncode == 0
     tiff = tmp_path / "tiff"
-    run_fvsr("enhance", stills["tif"], "-o", tiff, "--model", "fidelity-restore", *args, check=True)
+    run_fvsr("enhance", stills["tif"], "-o", tiff, "--model", "fidelity-restore", *args, "--no-maps", check=True)
     s = step(tiff)
     assert s["pix_fmt_in"] == "rgb24" and s["runner"]["planes"] == ["R", "G", "B"]
     assert s["data_consistency"] is None  # its card's degradation is no shrink: nothing to project onto
@@ -142,3 +149,34 @@ def test_verify_requires_the_projection_on_every_colour_plane_within_the_bound()
     assert colour_consistency_problems(short, ("B", "G", "R"), 0.5) == ["plane R: 1 residuals recorded for 2 frames"]
     nan = {**good, "rms_residual_per_plane": {**good["rms_residual_per_plane"], "G": [float("nan"), 0.1]}}
     assert colour_consistency_problems(nan, ("B", "G", "R"), 0.5) == ["plane G: data-consistency RMS residual nan exceeds the policy's 0.5"]
+
+
+def _gray_plane(ffmpeg: str, still: Path, plane: str, out: Path) -> Path:
+    """One colour plane of `still` as gray evidence (ffmpeg's extractplanes: the samples as they are)."""
+    subprocess.run(
+        [ffmpeg, "-v", "error", "-i", str(still), "-vf", f"extractplanes={plane.lower()}", "-pix_fmt", "gray", str(out)], check=True
+    )
+    return out
+
+
+@pytest.mark.parametrize(("model", "plane"), [("deblur", "G"), ("fidelity-sr-x2", "R")])
+def test_each_colour_plane_gets_exactly_what_that_plane_would_get_as_luma(
+    model: str, plane: str, stills, sr_bundles, tmp_path: Path, keypair, ffmpeg: str
+) -> None:  # type: ignore[no-untyped-def]
+    """The BMP through `model`, and one of its planes alone as gray evidence: that plane of the
+    output is the same, sample for sample (deblur: G, on which the blind PSF is estimated)."""
+    args = ["--key", keypair[0], "--model", model, "--mode", "investigative", "--no-report", "--no-maps", "-q"]
+    rgb = sr_bundles["bmp"] if model == "fidelity-sr-x2" else tmp_path / "rgb"
+    if model == "deblur":
+        run_fvsr("enhance", stills["bmp"], "-o", rgb, *args, check=True)
+        rec = step(rgb)["deblur"]
+        assert rec["planes"] == ["B", "G", "R"] and rec["estimated_on_plane"] == "G"
+        assert len(rec["ringing_rms_levels_per_frame"]) == len(rec["forward_residual_rms_levels_per_frame"]) == 1
+    gray = _gray_plane(ffmpeg, stills["bmp"], plane, tmp_path / "plane.png")
+    run_fvsr("enhance", gray, "-o", tmp_path / "gray", *args, check=True)
+    with VideoReader(tmp_path / "gray" / "output" / "master.mkv") as reader:
+        alone = frame_planes(next(iter(reader.frames())).frame)[0]
+    together, evidence = _decoded(rgb / "output" / "master.mkv")[0], _decoded(stills["bmp"])[0]
+    assert np.array_equal(together[plane], alone) and not np.array_equal(together[plane], evidence[plane])
+    if model == "deblur":
+        assert step(rgb)["deblur"]["psf"] == step(tmp_path / "gray")["deblur"]["psf"]

@@ -43,7 +43,7 @@ def test_still_is_a_one_frame_stream_with_ffmpegs_framehash(ext: str, photo, tmp
         assert "a still image: one frame" in " ".join(text.split())
 
 
-@pytest.mark.parametrize(("model", "scale"), [("mfsr-x2", "2"), ("integrate", "1"), ("deblur", "1")])
+@pytest.mark.parametrize(("model", "scale"), [("mfsr-x2", "2"), ("integrate", "1")])  # deblur runs per colour plane: test_colour
 def test_luma_operations_refuse_rgb_evidence_in_one_line(model: str, scale: str, photo, tmp_path: Path, keypair) -> None:  # type: ignore[no-untyped-def]
     still = tmp_path / "evidence.png"  # PNG decodes as packed rgb24: no luma plane
     assert cv2.imwrite(str(still), photo)

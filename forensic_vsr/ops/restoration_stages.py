@@ -11,6 +11,7 @@ import numpy as np
 from forensic_vsr.errors import UsageError
 from forensic_vsr.media import plane_geometry
 from forensic_vsr.models.registry import ResolvedModel
+from forensic_vsr.ops.colour import COLOURS, component_order, join_components, split_components
 from forensic_vsr.ops.stages import Done, Key, Planes, PlaneStage, StageParams
 
 
@@ -202,28 +203,26 @@ class DeblurStage(PlaneStage):
         from forensic_vsr.ops.deblur import blur, default_lambda, estimate_psf, noise_sigma, ringing, wiener
 
         vmax = self.geometry[0][2]
-        if True:
-            region = self._region(luma)
-            y = luma[region].astype(np.float64) * (255.0 / vmax)
-            probe = y if self.params.region is None else y[_slices(self.params.region)]  # --roi: estimated on the region
-            if self.psf is None:
-                est = estimate_psf(probe)
-                self.psf, self.estimate = est.psf, est.to_json()
-                warning = est.warning()
-                if warning:  # also in the record (estimate.warning) and so in the report, beside the PSF
-                    logging.getLogger(__name__).warning("warning: %s", warning)
-            if self.lam is None:
-                self.noise = round(noise_sigma(probe), 4)
-                self.lam = float(default_lambda(probe))
-            x = wiener(y, self.psf, self.lam)
-            self.ringing.append(ringing(y, x))
-            x8 = np.clip(np.rint(x), 0, 255)
-            d = blur(x8, self.psf) - y
-            self.forward.append(float(np.sqrt(np.mean(d * d))))
-            out_luma = luma.copy()
-            out_luma[region] = np.clip(np.rint(x * (vmax / 255.0)), 0, vmax).astype(luma.dtype)
-            done.append((key, planes, [out_luma] + [p.copy() for p in planes[1:]]))
-        return done
+        region = self._region(luma)
+        y = luma[region].astype(np.float64) * (255.0 / vmax)
+        probe = y if self.params.region is None else y[_slices(self.params.region)]  # --roi: estimated on the region
+        if self.psf is None:
+            est = estimate_psf(probe)
+            self.psf, self.estimate = est.psf, est.to_json()
+            warning = est.warning()
+            if warning:  # also in the record (estimate.warning) and so in the report, beside the PSF
+                logging.getLogger(__name__).warning("warning: %s", warning)
+        if self.lam is None:
+            self.noise = round(noise_sigma(probe), 4)
+            self.lam = float(default_lambda(probe))
+        x = wiener(y, self.psf, self.lam)
+        self.ringing.append(ringing(y, x))
+        x8 = np.clip(np.rint(x), 0, 255)
+        d = blur(x8, self.psf) - y
+        self.forward.append(float(np.sqrt(np.mean(d * d))))
+        out_luma = luma.copy()
+        out_luma[region] = np.clip(np.rint(x * (vmax / 255.0)), 0, vmax).astype(luma.dtype)
+        return out_luma
 
 
 def _slices(box: tuple[int, int, int, int]) -> tuple[slice, slice]:
