@@ -16,6 +16,7 @@ caches cancel). Output and map frame hashes are compared with the first tree's (
 store: bundle format 3 recomputes S and R instead of storing them).
 
     python bench/bench_cpu.py stages [--repeat 3]
+    OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python bench/bench_cpu.py stages --cpu-time --tag=-cpu-time
     python bench/bench_cpu.py interleaved [--repeat 3]
     python bench/bench_cpu.py enhance --before /tmp/fvsr-before [--before TREE ...] [--frames 6] [--frames-x4 4] [--repeat 3]
 
@@ -62,14 +63,20 @@ def make_clip(path: Path, frames: int) -> Path:
     return path
 
 
+# --cpu-time: CPU seconds of this process (run it with OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1)
+# at one torch thread: the work a variant does, much less sensitive to other jobs than wall time
+CLOCK: Callable[[], float] = time.perf_counter
+THREADS = (1, 2)
+
+
 def timed(fn: Callable[[], Any], repeat: int) -> tuple[Any, dict[str, float]]:
     """The result of the last call, and the median seconds over `repeat` calls after a warm-up."""
     fn()
     times, out = [], None
     for _ in range(repeat):
-        t0 = time.perf_counter()
+        t0 = CLOCK()
         out = fn()
-        times.append(time.perf_counter() - t0)
+        times.append(CLOCK() - t0)
     return out, {"median_s": round(statistics.median(times), 3), "min_s": round(min(times), 3), "load": load()}
 
 
@@ -99,6 +106,21 @@ def dense_projector(height: int, width: int, scale: int) -> Any:
     return Dense(height, width, scale)
 
 
+def features_before_round_2(x_hat: np.ndarray, lr: np.ndarray, s: np.ndarray, scale: int) -> np.ndarray:
+    """uncertainty.head.features as it was before it wrote its channels in place."""
+    import cv2
+
+    from forensic_vsr.ops.resample import upscale_plane
+
+    h, w = x_hat.shape
+    up = upscale_plane(np.clip(np.rint(lr), 0, 255).astype(np.uint8), kind="bicubic", scale=scale, out_width=w, out_height=h)
+    x = x_hat.astype(np.float32)
+    gx = cv2.Sobel(x, cv2.CV_32F, 1, 0, ksize=3, borderType=cv2.BORDER_REFLECT) / 8
+    gy = cv2.Sobel(x, cv2.CV_32F, 0, 1, ksize=3, borderType=cv2.BORDER_REFLECT) / 8
+    grad = np.sqrt(gx * gx + gy * gy)
+    return np.stack([x / 255, up.astype(np.float32) / 255, s.astype(np.float32) / 16, grad / 64]).astype(np.float32)
+
+
 def model_stages(model_id: str, scale: int, y: np.ndarray, u: np.ndarray, repeat: int, rows: list[dict[str, Any]]) -> None:
     import torch
 
@@ -123,14 +145,14 @@ def model_stages(model_id: str, scale: int, y: np.ndarray, u: np.ndarray, repeat
         "channels_last": lambda: net.net.to(memory_format=torch.channels_last)(t.contiguous(memory_format=torch.channels_last)),
         "oneDNN blocked layout": lambda: net.blocked(t),  # type: ignore[misc]
     }
-    for threads in (1, 2):
+    for threads in THREADS:
         torch.set_num_threads(threads)
         for name, fn in variants.items():
             with torch.inference_mode():
                 out, stats = timed(fn, repeat)
             net.net.to(memory_format=torch.contiguous_format)
             row("network forward", name, threads, stats, bool(torch.equal(out.contiguous(), ref)))
-    torch.set_num_threads(2)
+    torch.set_num_threads(THREADS[-1])
     x_hat = ref[0, 0].numpy().astype(np.float64) * 255
     proj, dense = Projector(576 * scale, 768 * scale, scale), dense_projector(576 * scale, 768 * scale, scale)
     yd = y.astype(np.float64)
@@ -157,19 +179,21 @@ def model_stages(model_id: str, scale: int, y: np.ndarray, u: np.ndarray, repeat
     cal = model.card.data["uncertainty"][f"x{scale}"]  # type: ignore[union-attr]
     learned = head_mod.LearnedScale(cal["head"], model.card.path.parent, scale)  # type: ignore[union-attr]
     x8, lr = base.astype(np.float32), y.astype(np.float32)
-    _, stats = timed(lambda: head_mod.features(x8, lr, s, scale), repeat)
-    row("scale head: features", "-", 2, stats, None)
+    want_f, stats = timed(lambda: features_before_round_2(x8, lr, s, scale), repeat)
+    row("scale head: features", "stacked copy (before)", 2, stats, True)
+    got_f, stats = timed(lambda: head_mod.features(x8, lr, s, scale), repeat)
+    row("scale head: features", "written in place", 2, stats, bool(np.array_equal(got_f, want_f)))
     packed, strip_rows = learned.packed, learned.strip_rows
     learned.packed = None
     want = learned(x8, lr, s)
-    for threads in (1, 2):
+    for threads in THREADS:
         torch.set_num_threads(threads)
         for name, layout, rows_per_strip in (("default layout", None, 64), ("oneDNN blocked", packed, 64), ("oneDNN blocked", packed, 128)):
             learned.packed, learned.strip_rows = layout, rows_per_strip
             got, stats = timed(lambda: learned(x8, lr, s), repeat)
             row("scale head: network", f"{name}, {rows_per_strip}-row strips", threads, stats, bool(np.array_equal(got, want)))
     learned.packed, learned.strip_rows = packed, strip_rows
-    torch.set_num_threads(2)
+    torch.set_num_threads(THREADS[-1])
 
 
 def interleaved(repeat: int) -> list[dict[str, Any]]:
@@ -273,8 +297,12 @@ def main() -> None:
     ap.add_argument("--before", type=Path, action="append", default=[], help="source tree to compare with (enhance; repeatable)")
     ap.add_argument("--threads", default="default", help="OMP_NUM_THREADS of every run, or 'default' (enhance)")
     ap.add_argument("--tag", default="", help="suffix of the results file")
+    ap.add_argument("--cpu-time", action="store_true", help="stages: CPU seconds at one torch thread instead of wall seconds")
     ap.add_argument("--cases", default="x2-no-maps,x2-maps,x4-maps", help="comma-separated (enhance)")
     args = ap.parse_args()
+    if args.cpu_time:
+        global CLOCK, THREADS
+        CLOCK, THREADS = time.process_time, (1,)
     if args.mode == "stages":
         rows = stages(args.repeat)
     elif args.mode == "interleaved":
