@@ -274,9 +274,13 @@ def rejudged(
     ]
 
 
-def colour_consistency_problems(record: dict[str, Any], colours: tuple[str, ...], limit: float) -> list[str]:
-    """RGB evidence: the projection ran on every colour plane the model ran on (in the
-    evidence's component order), and each plane's every residual is within `limit`."""
+def colour_consistency_problems(record: dict[str, Any], runner: Any, colours: tuple[str, ...], limit: float) -> list[str]:
+    """RGB evidence: the network (`runner`) and the projection (`record`, the step's
+    data_consistency) ran on every colour plane, in the evidence's component order, and each
+    plane's every residual is within `limit`."""
+    ran_on = runner.get("planes") if isinstance(runner, dict) else None
+    if ran_on != list(colours):
+        return [f"the evidence's colour planes are {', '.join(colours)}; the runner records the network on {ran_on!r}"]
     planes, per_plane = record.get("planes"), record.get("rms_residual_per_plane")
     if planes != list(colours) or not isinstance(per_plane, dict) or sorted(per_plane) != sorted(colours):
         return [f"the evidence's colour planes are {', '.join(colours)}; step.run records a projection on {planes!r}"]
@@ -328,10 +332,7 @@ def requirements(
             problems.append(f"data-consistency RMS residual {worst} exceeds the policy's {dc['max_rms_residual']}")
         colours = colour_names(summary.pix_fmt_in) if summary.luma else ()
         if record and colours:
-            problems += colour_consistency_problems(record, colours, dc["max_rms_residual"])
-        ran_on = summary.runner.get("planes") if isinstance(summary.runner, dict) else None
-        if colours and ran_on != list(colours):
-            problems.append(f"the evidence's colour planes are {', '.join(colours)}; the runner records the network on {ran_on!r}")
+            problems += colour_consistency_problems(record, summary.runner, colours, dc["max_rms_residual"])
     label = rules["output_label"]
     if label and summary.label != label:
         problems.append(f"policy {policy.data['id']} labels outputs {label!r}; step.run records label {summary.label!r}")

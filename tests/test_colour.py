@@ -130,25 +130,32 @@ def test_an_operation_that_cannot_run_per_colour_plane_says_why_in_one_line(stil
     assert not (tmp_path / "b").exists()
 
 
-def test_verify_requires_the_projection_on_every_colour_plane_within_the_bound() -> None:
+def test_verify_requires_the_network_and_the_projection_on_every_colour_plane_within_the_bound() -> None:
     good = {
         "planes": ["B", "G", "R"],
         "rms_residual_per_frame": [0.2, 0.3],
         "rms_residual_per_plane": {"B": [0.1, 0.3], "G": [0.2, 0.1], "R": [0.2, 0.2]},
     }
-    assert colour_consistency_problems(good, ("B", "G", "R"), 0.5) == []
-    assert colour_consistency_problems(good, ("R", "G", "B"), 0.5) == [
+    runner, bgr = {"device": "cpu", "planes": ["B", "G", "R"]}, ("B", "G", "R")
+    assert colour_consistency_problems(good, runner, bgr, 0.5) == []
+    assert colour_consistency_problems(good, {"device": "cpu"}, bgr, 0.5) == [
+        "the evidence's colour planes are B, G, R; the runner records the network on None"
+    ]
+    assert colour_consistency_problems(good, {**runner, "planes": ["R", "G", "B"]}, ("R", "G", "B"), 0.5) == [
         "the evidence's colour planes are R, G, B; step.run records a projection on ['B', 'G', 'R']"
     ]
-    assert colour_consistency_problems(good, ("B", "G", "R"), 0.25) == [
-        "plane B: data-consistency RMS residual 0.3 exceeds the policy's 0.25"
-    ]
+    assert colour_consistency_problems(good, runner, bgr, 0.25) == ["plane B: data-consistency RMS residual 0.3 exceeds the policy's 0.25"]
     missing = {**good, "rms_residual_per_plane": {"B": [0.1, 0.3], "G": [0.2, 0.1]}}
-    assert len(colour_consistency_problems(missing, ("B", "G", "R"), 0.5)) == 1
+    assert len(colour_consistency_problems(missing, runner, bgr, 0.5)) == 1
     short = {**good, "rms_residual_per_plane": {**good["rms_residual_per_plane"], "R": [0.2]}}
-    assert colour_consistency_problems(short, ("B", "G", "R"), 0.5) == ["plane R: 1 residuals recorded for 2 frames"]
+    assert colour_consistency_problems(short, runner, bgr, 0.5) == ["plane R: 1 residuals recorded for 2 frames"]
     nan = {**good, "rms_residual_per_plane": {**good["rms_residual_per_plane"], "G": [float("nan"), 0.1]}}
-    assert colour_consistency_problems(nan, ("B", "G", "R"), 0.5) == ["plane G: data-consistency RMS residual nan exceeds the policy's 0.5"]
+    assert colour_consistency_problems(nan, runner, bgr, 0.5) == ["plane G: data-consistency RMS residual nan exceeds the policy's 0.5"]
+    text = {**good, "rms_residual_per_plane": {**good["rms_residual_per_plane"], "B": "0.1"}}
+    assert colour_consistency_problems(text, "not a dict", bgr, 0.5) == [
+        "the evidence's colour planes are B, G, R; the runner records the network on None"
+    ]
+    assert colour_consistency_problems(text, runner, bgr, 0.5) == ["plane B: the recorded residuals are not a list of numbers"]
 
 
 def _gray_plane(ffmpeg: str, still: Path, plane: str, out: Path) -> Path:
