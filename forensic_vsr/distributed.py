@@ -47,8 +47,8 @@ RAY_MISSING = "--ray needs the scale extra: pip install 'forensic-vsr[scale]'"
 MAX_RETRIES = 2  # a task whose worker process dies is run again this many times
 SEGMENT_FRAMES = 16
 # Fault injection for tests/test_ray.py, read where fvsr runs and sent with each job:
-# "SEGMENT:MARKER" makes the first attempt of segment SEGMENT exit its worker process (MARKER, a
-# file path, records that it did); "SEGMENT:" makes every attempt exit.
+# "SEGMENT:MARKER" makes the first attempt of segment SEGMENT exit its worker process halfway
+# through the segment (MARKER, a file path, records that it did); "SEGMENT:" makes every attempt exit.
 CRASH_HOOK = "FVSR_RAY_TEST_CRASH"
 
 
@@ -195,8 +195,6 @@ def _evidence_sha256(path: str, size: int, mtime_ns: int) -> str:
 def run_segment(job: SegmentJob) -> SegmentResult:
     """One segment's frames through the stages, in a Ray worker (or anywhere)."""
     began = time.monotonic()
-    if job.crash:
-        _crash(job.index, job.crash)
     seg, path = job.segment, Path(job.evidence)
     stat = path.stat()
     sha = _evidence_sha256(str(path), stat.st_size, stat.st_mtime_ns)
@@ -204,6 +202,8 @@ def run_segment(job: SegmentJob) -> SegmentResult:
         raise IntegrityError(f"{socket.gethostname()}: {path} has sha256 {sha[:16]}…, the ingest recorded {job.evidence_sha256[:16]}…")
 
     def check(index: int, planes: Planes) -> None:
+        if job.crash and index == (seg.start + seg.end) // 2:  # mid-segment: frames already decoded and processed
+            _crash(job.index, job.crash)
         got, want = planes_sha256(planes), job.expected[index - seg.decode_start]
         if got != want:
             raise IntegrityError(f"{socket.gethostname()}: frame {index} decodes to sha256 {got[:16]}…, input.framehash says {want[:16]}…")
