@@ -1,8 +1,8 @@
 """The CPU speed-ups of issue 17 keep every output bit-identical: the networks and the scale
 head with activations in oneDNN's blocked layout give the default path's floats, at 1 and 2
 torch threads, on either side of aten's oneDNN threshold; the projection's single residual
-measurement is the one a second measurement would give. (Correctness, not timing: the timings
-are bench/bench_cpu.py's.)"""
+measurement is the one a second measurement would give, and its banded products give the dense
+products' samples. (Correctness, not timing: the timings are bench/bench_cpu.py's.)"""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from forensic_vsr.media import VideoReader, frame_planes
 from forensic_vsr.models.blocked import ONEDNN_MIN_ELEMENTS, onednn_convolves
 from forensic_vsr.models.registry import registry, resolve
 from forensic_vsr.models.runner import PlaneUpscaler, to_samples
-from forensic_vsr.ops.consistency import Projector
+from forensic_vsr.ops.consistency import Projector, axis_bands, axis_pinv
 from forensic_vsr.uncertainty.exact import ExactMaps
 from forensic_vsr.uncertainty.head import STRIP_ROWS, LearnedScale
 
@@ -130,3 +130,40 @@ def test_projection_measures_the_residual_once(luma: np.ndarray) -> None:
         assert np.array_equal(samples.astype(np.uint8), want) and residual == want_residual
         residuals.append(residual)
     assert residuals[0] <= 0.25 < residuals[3]  # the loop did stop early once and ran out once
+
+
+def _dense_projection(h: int, w: int, scale: int) -> Projector:
+    """The projector with the dense float64 products it had before the banded ones."""
+
+    class Dense(Projector):
+        def degrade(self, x: np.ndarray) -> np.ndarray:
+            return axis_pinv(h, scale)[0] @ x @ axis_pinv(w, scale)[0].T
+
+        def pinv(self, r: np.ndarray) -> np.ndarray:
+            return axis_pinv(h, scale)[1] @ r @ axis_pinv(w, scale)[1].T
+
+    return Dense(h, w, scale)
+
+
+@pytest.mark.parametrize("model_id,scale", [("fidelity-sr-x2", 2), ("fidelity-sr-x4", 4)])
+def test_banded_projection_equals_the_dense_one(model_id: str, scale: int, luma: np.ndarray) -> None:
+    """The banded products give the dense products' rounded samples and recorded residual (6
+    decimals, as step.run has it) on a real frame, also when POCS iterates and runs out; at the
+    bench's frame size the band is a small part of P, which is where the time goes."""
+    y = luma.astype(np.float64)
+    h, w = scale * y.shape[0], scale * y.shape[1]
+    banded, dense = Projector(h, w, scale), _dense_projection(h, w, scale)
+    x_hat = PlaneUpscaler(resolve(model_id, None), "cpu").predict(luma, 255)
+    hard = np.where(x_hat > 128, 400.0, -100.0)
+    for x, iterations in ((x_hat, 10), (hard, 10), (hard, 1)):
+        got, got_r = banded.project_to_samples(x, y, 255, 0.25, iterations)
+        want, want_r = dense.project_to_samples(x, y, 255, 0.25, iterations)
+        assert np.array_equal(got, want) and round(got_r, 6) == round(want_r, 6)
+    for n in (h, w):
+        for m, bands in zip(axis_pinv(n, scale), axis_bands(n, scale), strict=True):
+            z = np.random.default_rng(n).uniform(-255, 255, (m.shape[1], 7))
+            assert np.allclose(bands.left(z), m @ z, rtol=0, atol=1e-10)
+            assert np.allclose(bands.right(z.T), z.T @ m.T, rtol=0, atol=1e-10)
+    for n in (576 * scale, 768 * scale):  # the bench's 768x576 frame: the band is a fraction of P
+        _, p_bands = axis_bands(n, scale)
+        assert sum(b.size for *_, b in p_bands.blocks) < 0.35 * p_bands.shape[0] * p_bands.shape[1]
