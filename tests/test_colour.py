@@ -21,7 +21,10 @@ def _decoded(path: Path) -> list[dict[str, np.ndarray]]:
     with VideoReader(path) as reader:
         order = component_order(reader.info.pix_fmt)
         assert order is not None
-        return [{name: p[..., i] for i, name in enumerate(order)} for p in (frame_planes(d.frame)[0] for d in reader.frames())]
+        frames = [frame_planes(d.frame) for d in reader.frames()]
+    if len(frames[0]) > 1:  # planar (gbrp*): one plane per component
+        return [dict(zip(order, planes, strict=True)) for planes in frames]
+    return [{name: planes[0][..., i] for i, name in enumerate(order)} for planes in frames]
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +63,7 @@ def stills(tmp_path_factory: pytest.TempPathFactory, carphone_distorted: Path, f
 TOLERANCE = 0.5  # the evidential policy's bound on the RMS residual, 8-bit levels
 
 
-def _check_consistency(evidence: Path, bundle: Path, planes: tuple[str, ...], frames: int) -> None:
+def _check_consistency(evidence: Path, bundle: Path, planes: tuple[str, ...], frames: int, vmax: int = 255) -> None:
     """Independently of the projection's code: shrinking each colour plane of the master with
     the recorded operator gives back that plane of the evidence, within the evidential bound."""
     dc = step(bundle)["data_consistency"]
@@ -71,7 +74,7 @@ def _check_consistency(evidence: Path, bundle: Path, planes: tuple[str, ...], fr
     assert len(inputs) == len(outputs) == frames
     for i, (y, x) in enumerate(zip(inputs, outputs, strict=True)):
         for name in planes:
-            rms = float(np.sqrt(np.mean((downscale(x[name].astype(np.float64), 2) - y[name]) ** 2)))
+            rms = float(np.sqrt(np.mean((downscale(x[name].astype(np.float64), 2) - y[name]) ** 2))) * 255 / vmax  # 8-bit levels
             assert rms <= TOLERANCE and dc["tolerance"] in (TOLERANCE, None), (name, rms)
             assert abs(rms - dc["rms_residual_per_plane"][name][i]) < 1e-3, (name, rms)
 
@@ -121,6 +124,32 @@ def test_rgb24_video_and_a_tiff_restored_per_plane(stills, tmp_path: Path, keypa
     assert s["data_consistency"] is None  # its card's degradation is no shrink: nothing to project onto
     restored, evidence = _decoded(tiff / "output" / "master.mkv")[0], _decoded(stills["tif"])[0]
     assert any(not np.array_equal(restored[c], evidence[c]) for c in "RGB")  # the network did change the samples
+
+
+@pytest.mark.parametrize(("pix_fmt", "planes", "vmax"), [("rgba", ("R", "G", "B"), 255), ("gbrp10le", ("G", "B", "R"), 1023)])
+def test_alpha_goes_through_the_kernel_and_planar_rgb_runs_per_plane(
+    pix_fmt: str, planes: tuple[str, ...], vmax: int, stills, tmp_path: Path, keypair, ffmpeg: str
+) -> None:  # type: ignore[no-untyped-def]
+    """RGBA (a PNG with an alpha ramp): the network on R, G, B, alpha through lanczos; gbrp10le
+    (planar, 10-bit, FFV1): the network on G, B, R in plane order, the residuals in 8-bit levels."""
+    evidence = tmp_path / ("alpha.png" if pix_fmt == "rgba" else "gbrp10.mkv")
+    crop = "crop=96:64:40:40"  # small: the point is the plane layout
+    vf = (
+        ["-vf", f"{crop},format=rgba,geq=r='r(X,Y)':g='g(X,Y)':b='b(X,Y)':a='128+X/2'"]
+        if pix_fmt == "rgba"
+        else ["-vf", crop, "-c:v", "ffv1"]
+    )
+    subprocess.run([ffmpeg, "-v", "error", "-i", str(stills["png"]), *vf, "-pix_fmt", pix_fmt, str(evidence)], check=True)
+    bundle = tmp_path / "b"
+    args = ["--model", "fidelity-sr-x2", "--mode", "investigative", "--no-report", "--no-maps", "-q"]
+    run_fvsr("enhance", evidence, "-o", bundle, "--key", keypair[0], *args, check=True)
+    s = step(bundle)
+    assert s["pix_fmt_in"] == pix_fmt and s["runner"]["planes"] == list(planes)
+    assert s["planes_classical"] == ("lanczos" if pix_fmt == "rgba" else "none (the model ran on every component)")
+    _check_consistency(evidence, bundle, planes, 1, vmax)
+    if pix_fmt == "rgba":  # the master is bgra: its alpha is the ramp, upscaled with lanczos (no network)
+        alpha = _decoded(bundle / "output" / "master.mkv")[0]["A"].astype(int)
+        assert alpha.shape == (128, 192) and abs(int(alpha[:, 100].mean()) - (128 + 50 // 2)) <= 1
 
 
 def test_an_operation_that_cannot_run_per_colour_plane_says_why_in_one_line(stills, tmp_path: Path, keypair) -> None:  # type: ignore[no-untyped-def]
