@@ -350,5 +350,5 @@ def test_psf_preview_refuses_rgb_evidence(tmp_path: Path, carphone: Path) -> Non
         Image.fromarray(next(iter(reader.frames())).frame.to_ndarray(format="rgb24")).save(still)
     with VideoReader(still) as reader:
         decoded = next(iter(reader.frames()))
-        with pytest.raises(LookupError, match="rgb24 evidence has no luma plane, and deblurring is not run per colour plane yet"):
+        with pytest.raises(LookupError, match="rgb24 evidence has no luma plane, and the preview restores luma only"):
             preview(decoded, motion_psf(7, 30), None)

@@ -131,7 +131,7 @@ def _luma(decoded: DecodedFrame, region: Region | None) -> tuple[list[np.ndarray
     8-bit levels; LookupError for RGB evidence, which the deblur operation refuses too."""
     pix_fmt = decoded.frame.format.name
     if component_order(pix_fmt) is not None:
-        raise LookupError(f"PSF preview unavailable: {pix_fmt} evidence has no luma plane, and deblurring is not run per colour plane yet")
+        raise LookupError(f"PSF preview unavailable: {pix_fmt} evidence has no luma plane, and the preview restores luma only")
     planes = frame_planes(decoded.frame)
     vmax = plane_geometry(pix_fmt)[0][2]
     where = region.slices() if region else (slice(None), slice(None))
