@@ -116,7 +116,8 @@ class MapsWriter:
 
         # y and x_hat: one plane, or (height, width, planes) colour planes: each map is then the
         # per-pixel maximum of that map over the planes (a pixel is flagged if any plane is)
-        ys, xs = (y,), (x_hat,)
+        ys: tuple[np.ndarray, ...] = (y,)
+        xs: tuple[np.ndarray, ...] = (x_hat,)
         if y.ndim == 3:
             ys, xs = tuple(y[..., i] for i in range(y.shape[2])), tuple(x_hat[..., i] for i in range(x_hat.shape[2]))
         per_plane = [self.exact.compute(yp, xp, self.vmax) for yp, xp in zip(ys, xs, strict=True)]
