@@ -163,26 +163,26 @@ def model_stages(model_id: str, scale: int, y: np.ndarray, u: np.ndarray, repeat
         return out
 
     base, stats = timed(residual_twice, repeat)
-    row("projection", "dense, residual measured twice (before)", 2, stats, True)
+    row("projection", "dense, residual measured twice (before)", THREADS[-1], stats, True)
     (out, want_r), stats = timed(lambda: dense.project_to_samples(x_hat, yd, 255, 0.25), repeat)
-    row("projection", "dense, residual measured once", 2, stats, bool(np.array_equal(out.astype(np.uint8), base)))
+    row("projection", "dense, residual measured once", THREADS[-1], stats, bool(np.array_equal(out.astype(np.uint8), base)))
     (out, got_r), stats = timed(lambda: proj.project_to_samples(x_hat, yd, 255, 0.25), repeat)
     same = bool(np.array_equal(out.astype(np.uint8), base)) and round(got_r, 6) == round(want_r, 6)  # as recorded
-    row("projection", "banded, residual measured once", 2, stats, same)
+    row("projection", "banded, residual measured once", THREADS[-1], stats, same)
     _, stats = timed(lambda: upscale_plane(u, kind="lanczos", scale=scale, out_width=384 * scale, out_height=288 * scale), repeat)
-    row("chroma (lanczos, one plane)", "-", 2, stats, None)
+    row("chroma (lanczos, one plane)", "-", THREADS[-1], stats, None)
     maps = ExactMaps(576 * scale, 768 * scale, scale)
     (s, r), stats = timed(lambda: maps.compute(y, base), repeat)
-    row("exact maps S, R", "-", 2, stats, None)
+    row("exact maps S, R", "-", THREADS[-1], stats, None)
     _, stats = timed(lambda: (to_gray16(s), to_gray16(r)), repeat)
-    row("maps to gray16 (S, R)", "-", 2, stats, None)
+    row("maps to gray16 (S, R)", "-", THREADS[-1], stats, None)
     cal = model.card.data["uncertainty"][f"x{scale}"]  # type: ignore[union-attr]
     learned = head_mod.LearnedScale(cal["head"], model.card.path.parent, scale)  # type: ignore[union-attr]
     x8, lr = base.astype(np.float32), y.astype(np.float32)
     want_f, stats = timed(lambda: features_before_round_2(x8, lr, s, scale), repeat)
-    row("scale head: features", "stacked copy (before)", 2, stats, True)
+    row("scale head: features", "stacked copy (before)", THREADS[-1], stats, True)
     got_f, stats = timed(lambda: head_mod.features(x8, lr, s, scale), repeat)
-    row("scale head: features", "written in place", 2, stats, bool(np.array_equal(got_f, want_f)))
+    row("scale head: features", "written in place", THREADS[-1], stats, bool(np.array_equal(got_f, want_f)))
     packed, strip_rows = learned.packed, learned.strip_rows
     learned.packed = None
     want = learned(x8, lr, s)
@@ -313,6 +313,7 @@ def main() -> None:
         trees = [b.resolve() for b in args.before] + [ROOT]
         rows = enhance(trees, args.frames, args.frames_x4, args.repeat, args.threads, args.cases.split(","))
     out = ROOT / "bench" / "results" / f"cpu-{args.mode}{args.tag}.json"
+    out.parent.mkdir(exist_ok=True)  # ignored by git: absent in a fresh worktree
     out.write_text(json.dumps({"cores": os.cpu_count(), "rows": rows}, indent=1) + "\n")
 
 
