@@ -46,6 +46,8 @@ from forensic_vsr.recipe import Recipe, bounded_frames, decide_recipe
 RAY_MISSING = "--ray needs the scale extra: pip install 'forensic-vsr[scale]'"
 MAX_RETRIES = 2  # a task whose worker process dies is run again this many times
 SEGMENT_FRAMES = 16
+# What the output samples depend on besides the recipe: a worker must run the versions this process runs.
+SAME_LIBRARIES = ("forensic-vsr", "numpy", "torch", "av", "ffmpeg_libraries")
 # Fault injection for tests/test_ray.py, read where fvsr runs and sent with each job:
 # "SEGMENT:MARKER" makes the first attempt of segment SEGMENT exit its worker process halfway
 # through the segment (MARKER, a file path, records that it did); "SEGMENT:" makes every attempt exit.
@@ -305,7 +307,7 @@ class RaySource:
                     in_flight.append((job, task.remote(job)))
                 job, ref = in_flight.popleft()
                 result = _result(ray, job, ref)
-                self._absorb(stages, result)
+                self.absorb(stages, result)
                 key = (result.worker["ray_node_id"], result.worker["host"], result.worker["pid"])
                 n = workers.setdefault(key, len(workers))
                 ran.append({**job.segment.to_json(), "worker": n, "seconds": result.seconds, "worker_env": result.worker})
@@ -315,10 +317,14 @@ class RaySource:
             if started_here:
                 ray.shutdown()
 
-    def _absorb(self, stages: list[Stage], result: SegmentResult) -> None:
+    def absorb(self, stages: list[Stage], result: SegmentResult) -> None:
         """The segment's per-frame records into the stages here, as if they had run here; what ran
         there must be what would have run here."""
         here = tuple(s.device for s in stages), tuple(s.batch for s in stages)
+        mine, theirs = environment_report(stages[-1].device)["libraries"], result.worker["libraries"]
+        differ = [f"{name} {theirs.get(name)} (here {mine[name]})" for name in SAME_LIBRARIES if theirs.get(name) != mine[name]]
+        if differ:
+            raise IntegrityError(f"segment {result.index} ran on {result.worker['host']} with other libraries: {', '.join(differ)}")
         if (result.devices, result.batches) != here:
             raise IntegrityError(
                 f"segment {result.index} ran on {result.worker['host']} with devices {list(result.devices)} and batches "

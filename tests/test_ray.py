@@ -5,6 +5,7 @@ mid-segment is retried; one that dies every time fails the run and leaves no bun
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import secrets
@@ -20,7 +21,12 @@ from pathlib import Path
 import av
 import pytest
 
-from forensic_vsr.distributed import CRASH_HOOK, RAY_MISSING
+from forensic_vsr.bundle.frames import build_stages
+from forensic_vsr.distributed import CRASH_HOOK, RAY_MISSING, RayOptions, RaySource, SegmentResult
+from forensic_vsr.environment import environment_report
+from forensic_vsr.errors import IntegrityError
+from forensic_vsr.media import VideoReader
+from forensic_vsr.recipe import decide_recipe, recipe_from_options
 from tests.helpers import record, run_fvsr, step
 
 try:
@@ -220,3 +226,22 @@ def test_dry_run_shows_the_segment_plan(carphone_distorted: Path, tmp_path: Path
         "  segment 2: frames 16-19, decodes 13-19",
     ]
     assert not (tmp_path / "out").exists()
+
+
+def test_a_worker_with_other_libraries_or_devices_is_refused(carphone_distorted: Path) -> None:
+    """What a segment's worker ran must be what would run here: another numpy (or device) fails
+    the run with one line, before any of its frames is written."""
+    recipe = recipe_from_options({})
+    model, _ = decide_recipe(recipe)
+    with VideoReader(carphone_distorted) as reader:
+        stages, _, _ = build_stages(recipe, model, reader.info)
+    env = environment_report("cpu")
+    worker = {"host": "elsewhere", "pid": 1, "ray_node_id": None, **env}
+    ok = SegmentResult(0, [], (), (), (), ((),), ("cpu",), (1,), worker, 0.0)
+    source = RaySource(RayOptions("local"), carphone_distorted, "0" * 64, carphone_distorted, recipe, model)
+    source.absorb(stages, ok)
+    other_numpy = {**worker, "libraries": {**env["libraries"], "numpy": "0.0.1"}}
+    with pytest.raises(IntegrityError, match=r"segment 0 ran on elsewhere with other libraries: numpy 0\.0\.1 \(here "):
+        source.absorb(stages, dataclasses.replace(ok, worker=other_numpy))
+    with pytest.raises(IntegrityError, match=r"devices \['cuda:0'\].*give --device and --batch explicitly"):
+        source.absorb(stages, dataclasses.replace(ok, devices=("cuda:0",)))
