@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -23,10 +24,19 @@ ENV = {**os.environ, "FVSR_KEY_PASSPHRASE": "bench-passphrase"}
 FVSR = str(Path(sys.executable).parent / "fvsr")
 
 
-def timed(cmd: list[str]) -> float:
+CPU: dict[str, list[float]] = {}  # CPU seconds (user + sys) of each timed command, by label
+
+
+def timed(cmd: list[str], label: str = "") -> float:
+    """Wall seconds of `cmd`; its CPU seconds are added to CPU[label] (less sensitive than wall
+    time to what else the machine runs)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - t0
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    CPU.setdefault(label, []).append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    return wall
 
 
 def ffmpeg_pipeline(clip: Path, out: Path) -> list[list[str]]:
@@ -99,22 +109,30 @@ def main() -> None:
         base = ["enhance", str(clip), "--key", str(t / "k"), "--model", "lanczos", "--scale", "2", "-q"]
         times: dict[str, list[float]] = {"ffmpeg": [], "evidential": [], "no_maps_no_report": []}
         for i in range(args.runs):
-            times["ffmpeg"].append(sum(timed(c) for c in ffmpeg_pipeline(clip, t)))
-            times["evidential"].append(timed([FVSR, *base, "-o", str(t / f"e{i}"), "--mode", "evidential"]))
+            times["ffmpeg"].append(sum(timed(c, f"ffmpeg{i}") for c in ffmpeg_pipeline(clip, t)))
+            times["evidential"].append(timed([FVSR, *base, "-o", str(t / f"e{i}"), "--mode", "evidential"], "evidential"))
             times["no_maps_no_report"].append(
-                timed([FVSR, *base, "-o", str(t / f"n{i}"), "--mode", "investigative", "--no-maps", "--no-report"])
+                timed([FVSR, *base, "-o", str(t / f"n{i}"), "--mode", "investigative", "--no-maps", "--no-report"], "no_maps_no_report")
             )
         bundle = t / "e0"
         maps_bytes = sum(p.stat().st_size for p in (bundle / "maps").iterdir())
         master = (bundle / "output/master.mkv").stat().st_size
-        verify = timed([FVSR, "verify", str(bundle), "--pubkey", str(t / "k.pub"), "--evidence", str(clip)])
+        verify = timed([FVSR, "verify", str(bundle), "--pubkey", str(t / "k.pub"), "--evidence", str(clip)], "verify")
         med = {k: round(statistics.median(v), 2) for k, v in times.items()}
+        cpu = {
+            "ffmpeg": [sum(CPU[f"ffmpeg{i}"]) for i in range(args.runs)],
+            "evidential": CPU["evidential"],
+            "no_maps_no_report": CPU["no_maps_no_report"],
+        }
+        cpu_med = {k: round(statistics.median(v), 2) for k, v in cpu.items()}
         result = {
             "clip": f"cityCC0 scaled to 768x576, {args.frames} frames, H.264",
             "load_after": Path("/proc/loadavg").read_text().split()[:3],
             "runs": {k: [round(x, 2) for x in v] for k, v in times.items()},
             "median_s": med,
             "evidential_vs_ffmpeg": round(med["evidential"] / med["ffmpeg"], 2),
+            "cpu_median_s": cpu_med,
+            "evidential_vs_ffmpeg_cpu": round(cpu_med["evidential"] / cpu_med["ffmpeg"], 2),
             "no_maps_vs_ffmpeg": round(med["no_maps_no_report"] / med["ffmpeg"], 2),
             "maps_bytes": maps_bytes,
             "master_bytes": master,
