@@ -109,9 +109,9 @@ def test_a_region_report_states_the_region_and_shows_it_on_the_whole_frame(tmp_p
 
     from PIL import Image
 
-    bundle = tmp_path / "sr"
+    bundle = tmp_path / "lanczos"
     run_fvsr(
-        "enhance", carphone_distorted, "-o", bundle, "--key", keypair[0], "--model", "fidelity-sr-x2", "--frames", "0:2",
+        "enhance", carphone_distorted, "-o", bundle, "--key", keypair[0], "--model", "lanczos", "--frames", "0:2",
         "--roi", ROI_ARG, "-q", check=True,
     )  # fmt: skip
     assert run_fvsr("verify", bundle, "--pubkey", keypair[1]).returncode == 0
