@@ -4,8 +4,10 @@ writer path (bundle.frames.FramePass), so master, preview, maps and every hash a
 as in one process, from the same output samples.
 
 A segment gives the outputs of frames [start, end); its task decodes the evidence itself (the
-path must be readable where the worker runs; its sha256 is checked against the ingest's), from
-the stream start, discarding frames before its pre-roll, and feeds the stages frames
+path must be readable where the worker runs; its sha256 is checked against the ingest's): it
+seeks to the keyframe at or before its first frame and names frames by the ingest's timestamps
+(where the file carries them, they only go forward and nothing was damaged; else, or when a seek
+gives other frames or pixels, it decodes from the stream start), and feeds the stages frames
 [decode_start, decode_end): the frames before and after that the stages' `frame_context` says an
 output depends on (clipped to the range, as a single run is), widened to the stages' batch
 grouping. Every decoded frame's sha256 is checked against input.framehash. Outputs of pre-roll
@@ -19,7 +21,9 @@ raises, the run fails and the bundle directory is discarded, so nothing half-wri
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import itertools
 import logging
 import math
 import os
@@ -37,7 +41,7 @@ from forensic_vsr.bundle.frames import build_stages, chain_outputs
 from forensic_vsr.environment import environment_report
 from forensic_vsr.errors import FvsrError, IntegrityError, UsageError
 from forensic_vsr.integrity import framehash
-from forensic_vsr.media import VideoReader, file_sha256, planes_sha256
+from forensic_vsr.media import DecodedFrame, VideoReader, file_sha256, planes_sha256
 from forensic_vsr.models.registry import ResolvedModel
 from forensic_vsr.models.tasks import op_name
 from forensic_vsr.ops.stages import Done, Key, Planes, Stage
@@ -172,6 +176,7 @@ class SegmentJob:
     recipe: Recipe
     model: ResolvedModel
     expected: tuple[str, ...]  # input.framehash sha256 of frames decode_start..decode_end-1
+    pts: tuple[int, ...] | None  # their file timestamps, to seek to; None: decode from the stream start
     crash: str | None = None  # CRASH_HOOK
 
 
@@ -187,6 +192,7 @@ class SegmentResult:
     batches: tuple[int, ...]
     worker: dict[str, Any]
     seconds: float
+    decode: str
 
 
 @functools.cache
@@ -203,16 +209,14 @@ def run_segment(job: SegmentJob) -> SegmentResult:
     if sha != job.evidence_sha256:
         raise IntegrityError(f"{socket.gethostname()}: {path} has sha256 {sha[:16]}…, the ingest recorded {job.evidence_sha256[:16]}…")
 
-    def check(index: int, planes: Planes) -> None:
-        if job.crash and index == (seg.start + seg.end) // 2:  # mid-segment: frames already decoded and processed
-            _crash(job.index, job.crash)
-        got, want = planes_sha256(planes), job.expected[index - seg.decode_start]
-        if got != want:
-            raise IntegrityError(f"{socket.gethostname()}: frame {index} decodes to sha256 {got[:16]}…, input.framehash says {want[:16]}…")
-
-    with VideoReader(path, rate=job.recipe.rate) as reader:
-        stages, _siting, _project = build_stages(job.recipe, job.model, reader.info)
-        outputs = [d for done in chain_outputs(reader, stages, seg.decode_start, seg.decode_end, check) for d in done]
+    decode = "from the stream start"
+    try:
+        outputs, stages = _segment_outputs(job, seek=job.pts is not None)
+        if job.pts is not None:
+            decode = f"seek to the keyframe at or before pts {job.pts[0]}"
+    except SeekMismatch as why:  # the pixels after a seek are not the ingest's: decode as the ingest did
+        outputs, stages = _segment_outputs(job, seek=False)
+        decode = f"from the stream start (the seek {why})"
     main = stages[-1]
     extras = [main.extras(key) for key, _, _ in outputs]  # taken for every output: nothing piles up
     keep = [i for i, ((index, _pts), _, _) in enumerate(outputs) if seg.start <= index < seg.end]
@@ -232,7 +236,74 @@ def run_segment(job: SegmentJob) -> SegmentResult:
         batches=tuple(s.batch for s in stages),
         worker=worker_environment(main.device),
         seconds=round(time.monotonic() - began, 3),
+        decode=decode,
     )
+
+
+class SeekMismatch(Exception):
+    """A seek gave other frames (timestamps) or other pixels than the ingest decoded."""
+
+
+def _segment_outputs(job: SegmentJob, seek: bool) -> tuple[list[tuple[Key, Planes, Planes]], list[Stage]]:
+    seg, path = job.segment, Path(job.evidence)
+
+    def check(index: int, planes: Planes) -> None:
+        if job.crash and index == (seg.start + seg.end) // 2:  # mid-segment: frames already decoded and processed
+            _crash(job.index, job.crash)
+        got, want = planes_sha256(planes), job.expected[index - seg.decode_start]
+        if got != want:
+            if seek:
+                raise SeekMismatch(f"gave frame {index} other pixels")
+            raise IntegrityError(f"{socket.gethostname()}: frame {index} decodes to sha256 {got[:16]}…, input.framehash says {want[:16]}…")
+
+    with VideoReader(path, rate=job.recipe.rate) as reader:
+        stages, _siting, _project = build_stages(job.recipe, job.model, reader.info)
+        frames = _after_seek(reader, job) if seek else reader.frames()
+        return [d for done in chain_outputs(frames, stages, seg.decode_start, seg.decode_end, check) for d in done], stages
+
+
+def _frames_from(reader: VideoReader, first: int) -> Iterator[DecodedFrame]:
+    """Decoded frames from a seek that lands at or before `first`: a container whose index is
+    coarse (MPEG program streams) may land after it, so the seek goes back 1, 4, then 16 seconds
+    further; if it still lands after `first`, so do these frames (and _after_seek gives up)."""
+    for back in (0, 1, 4, 16):
+        frames = reader.frames_from(first - round(back / reader.info.time_base))
+        head = next(frames, None)
+        if head is None:
+            return
+        if head.file_pts <= first or back == 16:
+            yield head
+            yield from frames
+            return
+
+
+def _after_seek(reader: VideoReader, job: SegmentJob) -> Iterator[DecodedFrame]:
+    """Frames decode_start..decode_end-1 after a seek, named by the ingest's timestamps."""
+    seg, pts = job.segment, job.pts or ()
+    index = seg.decode_start
+    for decoded in _frames_from(reader, pts[0]):
+        if decoded.file_pts < pts[0]:
+            continue  # the keyframe's and those before the segment's first frame
+        if index == seg.decode_end:
+            return
+        if decoded.file_pts != pts[index - seg.decode_start]:
+            raise SeekMismatch(f"gave pts {decoded.file_pts} where frame {index} has {pts[index - seg.decode_start]}")
+        yield dataclasses.replace(decoded, index=index)
+        index += 1
+    if index < seg.decode_end:
+        raise SeekMismatch(f"ended before frame {index}")
+
+
+def seek_timestamps(ingest: dict[str, Any]) -> list[int] | None:
+    """The evidence.ingest record's per-frame timestamps, if a worker may seek by them: the file
+    carries them (not derived), they only go forward (no backward jump, no duplicate), and the
+    decoder reported no damage. None: every segment decodes from the stream start."""
+    pts, damage = ingest["pts"], ingest["decode"]
+    if "derived" in ingest["timing"] or any(b <= a for a, b in itertools.pairwise(pts)):
+        return None
+    if damage["corrupt_packets"] or damage["decode_errors"] or damage["corrupt_frames"] or damage["concealed_errors"]:
+        return None
+    return list(pts)
 
 
 def worker_environment(device: str) -> dict[str, Any]:
@@ -261,10 +332,18 @@ class RaySource:
     """The pass's finished frames from Ray tasks, in frame order (a bundle.frames.FrameSource)."""
 
     def __init__(
-        self, options: RayOptions, evidence: Path, evidence_sha256: str, input_framehash: Path, recipe: Recipe, model: ResolvedModel
+        self,
+        options: RayOptions,
+        evidence: Path,
+        evidence_sha256: str,
+        input_framehash: Path,
+        ingest: dict[str, Any],
+        recipe: Recipe,
+        model: ResolvedModel,
     ) -> None:
         self.options, self.evidence, self.evidence_sha256 = options, evidence, evidence_sha256
         self.input_framehash, self.recipe, self.model = input_framehash, recipe, model
+        self.pts = seek_timestamps(ingest)
         self._extras: dict[Key, dict[str, np.ndarray] | None] = {}
         self._record: dict[str, Any] | None = None
 
@@ -294,6 +373,7 @@ class RaySource:
                     self.recipe,
                     self.model,
                     tuple(expected[seg.decode_start : seg.decode_end]),
+                    None if self.pts is None else tuple(self.pts[seg.decode_start : seg.decode_end]),
                     os.environ.get(CRASH_HOOK),
                 )
                 for i, seg in enumerate(plan.segments)
@@ -310,7 +390,9 @@ class RaySource:
                 self.absorb(stages, result)
                 key = (result.worker["ray_node_id"], result.worker["host"], result.worker["pid"])
                 n = workers.setdefault(key, len(workers))
-                ran.append({**job.segment.to_json(), "worker": n, "seconds": result.seconds, "worker_env": result.worker})
+                ran.append(
+                    {**job.segment.to_json(), "worker": n, "seconds": result.seconds, "decode": result.decode, "worker_env": result.worker}
+                )
                 yield result.done
             self._record = _distributed_record(ray, self.options, plan, ran, cpus)
         finally:
@@ -383,8 +465,9 @@ def _distributed_record(ray: Any, options: RayOptions, plan: SegmentPlan, ran: l
         "address": options.address,
         "cluster_cpus": cpus,
         "max_retries": MAX_RETRIES,
-        "decode": "each segment from the stream start, frames before its pre-roll discarded; every decoded frame's sha256 checked "
-        "against input.framehash",
+        "decode": "each segment seeks to the keyframe at or before its first frame where the timestamps allow, else decodes from the "
+        "stream start; frames before its pre-roll discarded; every decoded frame's sha256 checked against input.framehash "
+        "(a seek that gives other frames or pixels: the segment is decoded again from the start)",
         "plan": {**plan.to_json(), "segments": ran},
         "workers": [envs[n] for n in sorted(envs)],
     }

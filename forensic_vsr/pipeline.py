@@ -64,7 +64,8 @@ def enhance(
         if recipe.frames is not None:
             recipe = dataclasses.replace(recipe, frames=bounded_frames(recipe.frames, ingest_body["frames_decoded"]))
         start, end = recipe.frames or (0, ingest_body["frames_decoded"])
-        source = None if ray is None else RaySource(ray, evidence, sha_before, bundle.path(layout.INPUT_FRAMEHASH), recipe, model)
+        framehashes = bundle.path(layout.INPUT_FRAMEHASH)
+        source = None if ray is None else RaySource(ray, evidence, sha_before, framehashes, ingest_body, recipe, model)
         step, out_leaves = FramePass(evidence, bundle, recipe, model, decision, source).run(start, end, show_progress)
         sha_after = file_sha256(evidence)
         if sha_after != sha_before:

@@ -22,7 +22,7 @@ import av
 import pytest
 
 from forensic_vsr.bundle.frames import build_stages
-from forensic_vsr.distributed import CRASH_HOOK, RAY_MISSING, RayOptions, RaySource, SegmentResult
+from forensic_vsr.distributed import CRASH_HOOK, RAY_MISSING, RayOptions, RaySource, SegmentResult, seek_timestamps
 from forensic_vsr.environment import environment_report
 from forensic_vsr.errors import IntegrityError
 from forensic_vsr.media import VideoReader
@@ -149,6 +149,11 @@ def test_ray_bundle_is_the_single_process_bundle(
     before = 3 if name == "integrate" else 0  # integrate's radius: each segment's pre-roll
     starts = (0, segment, 2 * segment)
     assert [(s["start"], s["end"], s["decode_start"]) for s in plan["segments"]] == [(s, s + segment, max(0, s - before)) for s in starts]
+    # carphone's timestamps only go forward: every segment seeks (to its one keyframe, frame 0) by its first frame's pts
+    pts = record(out, "evidence.ingest")["pts"]
+    assert [s["decode"] for s in plan["segments"]] == [
+        f"seek to the keyframe at or before pts {pts[s['decode_start']]}" for s in plan["segments"]
+    ]
     if name == "lanczos":  # the segment plan is no part of what the outputs depend on
         proc = run_fvsr("verify", out, "--pubkey", keypair[1], "--evidence", carphone_distorted, "--reproduce")
         assert proc.returncode == 0, proc.stdout
@@ -237,11 +242,21 @@ def test_a_worker_with_other_libraries_or_devices_is_refused(carphone_distorted:
         stages, _, _ = build_stages(recipe, model, reader.info)
     env = environment_report("cpu")
     worker = {"host": "elsewhere", "pid": 1, "ray_node_id": None, **env}
-    ok = SegmentResult(0, [], (), (), (), ((),), ("cpu",), (1,), worker, 0.0)
-    source = RaySource(RayOptions("local"), carphone_distorted, "0" * 64, carphone_distorted, recipe, model)
+    ok = SegmentResult(0, [], (), (), (), ((),), ("cpu",), (1,), worker, 0.0, "from the stream start")
+    ingest = {"pts": [0], "timing": {}, "decode": {"corrupt_packets": 0, "decode_errors": 0, "corrupt_frames": 0, "concealed_errors": 0}}
+    source = RaySource(RayOptions("local"), carphone_distorted, "0" * 64, carphone_distorted, ingest, recipe, model)
     source.absorb(stages, ok)
     other_numpy = {**worker, "libraries": {**env["libraries"], "numpy": "0.0.1"}}
     with pytest.raises(IntegrityError, match=r"segment 0 ran on elsewhere with other libraries: numpy 0\.0\.1 \(here "):
         source.absorb(stages, dataclasses.replace(ok, worker=other_numpy))
     with pytest.raises(IntegrityError, match=r"devices \['cuda:0'\].*give --device and --batch explicitly"):
         source.absorb(stages, dataclasses.replace(ok, devices=("cuda:0",)))
+
+
+def test_workers_seek_only_by_timestamps_that_only_go_forward(single: Callable[[str], Path]) -> None:
+    ingest = record(single("lanczos"), "evidence.ingest")
+    assert seek_timestamps(ingest) == ingest["pts"]
+    jump = [*ingest["pts"][:5], ingest["pts"][2], *ingest["pts"][6:]]  # a spliced export: back, then on
+    assert seek_timestamps({**ingest, "pts": jump}) is None
+    assert seek_timestamps({**ingest, "timing": {**ingest["timing"], "derived": {"from": "--rate 25"}}}) is None
+    assert seek_timestamps({**ingest, "decode": {**ingest["decode"], "concealed_errors": 1}}) is None

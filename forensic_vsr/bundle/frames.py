@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -21,6 +21,7 @@ from forensic_vsr.bundle.writer import BundleDir
 from forensic_vsr.errors import IntegrityError
 from forensic_vsr.media import (
     Colour,
+    DecodedFrame,
     PipelineStage,
     RoundTripCheck,
     StreamInfo,
@@ -110,12 +111,12 @@ def _pre_params(params: StageParams) -> StageParams:
 
 
 def chain_outputs(
-    reader: VideoReader, stages: list[Stage], start: int, end: int, check: Callable[[int, Planes], None] | None = None
+    frames: Iterable[DecodedFrame], stages: list[Stage], start: int, end: int, check: Callable[[int, Planes], None] | None = None
 ) -> Iterator[Done]:
     """Decoded frames [start, end) through the stages, in order (`check` sees each input frame
     first); the last item is the chain's flush."""
     chain = Chain(stages)
-    for decoded in reader.frames():
+    for decoded in frames:
         if decoded.index < start:
             continue
         if decoded.index >= end:
@@ -142,7 +143,7 @@ class LocalChain:
 
     def outputs(self, reader: VideoReader, stages: list[Stage], start: int, end: int) -> Iterator[Done]:
         self.main = stages[-1]
-        return chain_outputs(reader, stages, start, end)
+        return chain_outputs(reader.frames(), stages, start, end)
 
     def extras(self, key: Key) -> dict[str, np.ndarray] | None:
         return self.main.extras(key)

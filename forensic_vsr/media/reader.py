@@ -333,6 +333,27 @@ class VideoReader:
         self._iterations.add(gen)
         return gen
 
+    def frames_from(self, file_pts: int) -> Iterator[DecodedFrame]:
+        """Decode from the keyframe at or before the file timestamp `file_pts` (a seek), in
+        presentation order. Only for streams that carry timestamps, with no backward jump:
+        `pts` is the file's, and `index` is -1 (the caller knows which frame a timestamp is, from
+        the ingest). The pixels are whatever the decoder gives after the seek: check them."""
+        if self.info.derived is not None:
+            raise ValueError("frames_from: the stream carries no timestamps to seek to")
+        self._container.seek(file_pts - self.info.start_offset, backward=True, any_frame=False, stream=self._stream)
+        self._stream.codec_context.flush_buffers()
+        gen = self._seeked()
+        self._iterations.add(gen)
+        return gen
+
+    def _seeked(self) -> Generator[DecodedFrame, None, None]:
+        last_pts: int | None = None
+        for packet in self._demux():
+            for frame in self._decode(packet):
+                last_pts = _frame_pts(frame, last_pts)
+                file_pts = last_pts + self.info.start_offset
+                yield DecodedFrame(-1, file_pts, frame, file_pts)
+
     def _frames(self) -> Generator[DecodedFrame, None, None]:
         info = self.info
         index = 0
