@@ -115,3 +115,28 @@ def test_examiner_signed_false_figures_fail_the_recomputation(
     assert rc == 1
     assert lines["maps.flagged"] == lines["files.digests"] == lines["chain.signatures"] == "PASS"
     assert lines["maps.synthesized"] == "FAIL" and lines["maps.contradiction"] == "FAIL"
+
+
+def test_what_the_step_record_claims_is_checked(bundle: Path) -> None:
+    """Only format 3 may leave maps unstored; signed filters that are not taps, or a flagged.json
+    that lists other frames than the step, fail maps.recomputed (the records as signed, edited in memory)."""
+    import copy
+
+    from forensic_vsr.audit.maps_check import recomputed_checks
+    from forensic_vsr.audit.records import step_annotations
+    from tests.helpers import record
+
+    step_run = record(bundle, "step.run")
+    recorded = {f["name"]: f for f in record(bundle, "output.write")["files"]}
+
+    def checks(statement: dict, allowed: bool = True) -> list[tuple[str, str]]:  # type: ignore[type-arg]
+        return [(c.name, c.status) for c in recomputed_checks(bundle, statement, None, recorded, set(recorded), allowed, None)]
+
+    assert checks(step_run, allowed=False) == [("maps.recomputed", "FAIL")]
+    bad_taps = copy.deepcopy(step_run)
+    step_annotations(bad_taps)["maps"]["filters"]["inverse"] = [1.5, float("nan"), 1.5]
+    assert checks(bad_taps) == [("maps.recomputed", "FAIL")]
+    more_frames = copy.deepcopy(step_run)
+    step_annotations(more_frames)["frames"]["count"] += 1
+    assert checks(more_frames) == [("maps.recomputed", "FAIL")]
+    assert checks(step_run) == [("maps.synthesized", "PASS"), ("maps.contradiction", "NOT VERIFIED"), ("maps.interval", "PASS")]
