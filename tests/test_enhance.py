@@ -132,6 +132,11 @@ def test_same_input_gives_bit_identical_output(synth, keypair, tmp_path: Path) -
         run_fvsr("enhance", src, "-o", tmp_path / name, "--key", keypair[0], "-q", check=True)
     a = (tmp_path / "a/output.framehash").read_text().splitlines()[10:]
     assert a == (tmp_path / "b/output.framehash").read_text().splitlines()[10:]
+    # the files too, not only the frames: muxed bit-exactly (no random segment UID, no date)
+    written = sorted(p.relative_to(tmp_path / "a") for d in ("output", "maps") for p in (tmp_path / "a" / d).rglob("*") if p.is_file())
+    assert Path("output/master.mkv") in written and Path("output/preview.mp4") in written
+    for rel in written:
+        assert file_sha256(tmp_path / "a" / rel) == file_sha256(tmp_path / "b" / rel), rel
 
 
 def test_existing_bundle_is_never_overwritten(carphone_bundle: Path, carphone: Path, keypair) -> None:  # type: ignore[no-untyped-def]

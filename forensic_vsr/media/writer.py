@@ -42,7 +42,9 @@ class VideoWriter:
         if chroma_location is not None and chroma_location not in CHROMA_LOCATIONS:
             raise ValueError(f"chroma location {chroma_location!r} is not one of {', '.join(sorted(CHROMA_LOCATIONS))}")
         self.path = Path(path)
-        self._container = av.open(str(self.path), mode="w")
+        # bit-exact muxing: no random segment UID, no date, no muxer version string, so the same
+        # frames give the same file bytes (the packets were the same before; now the file is too)
+        self._container = av.open(str(self.path), mode="w", container_options={"fflags": "+bitexact"})
         for key, value in (metadata or {}).items():
             self._container.metadata[key] = value
         self._stream = self._container.add_stream(codec, rate=rate or Fraction(25))
