@@ -126,4 +126,3 @@ def parse(lines: Iterable[str]) -> Iterator[FrameHash]:
         if line.startswith("#") or not line.strip():
             continue
         yield FrameHash.parse(line)
-
