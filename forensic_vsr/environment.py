@@ -62,11 +62,12 @@ def cuda_facts(device: str) -> dict[str, Any]:
         ("torch_cuda", "cudnn", "gpu", "gpu_capability", "driver", "deterministic_algorithms",
          "cudnn_deterministic", "cudnn_benchmark", "cublas_workspace_config", "tf32_matmul", "tf32_cudnn"),
     )  # fmt: skip
-    if not device.startswith("cuda"):
+    cuda = next((d for d in device.split(",") if d.startswith("cuda")), None)  # "cpu,cuda:0": a chain on both
+    if cuda is None:
         return facts
     import torch
 
-    index = torch.device(device).index or 0
+    index = torch.device(cuda).index or 0
     facts.update(
         torch_cuda=torch.version.cuda,
         cudnn=torch.backends.cudnn.version(),

@@ -97,6 +97,9 @@ def test_deterministic_cuda_settings(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_cuda_facts_are_null_off_cuda() -> None:
     facts = cuda_facts("cpu")
     assert facts and all(v is None for v in facts.values())
+    if not torch.cuda.is_available():  # a chain that ran on both devices asks torch about the CUDA one
+        with pytest.raises((AssertionError, RuntimeError)):
+            cuda_facts("cpu,cuda:0")
     assert set(facts) >= {"torch_cuda", "cudnn", "gpu", "driver", "deterministic_algorithms", "cublas_workspace_config"}
     assert environment_report("cpu")["determinism"]["cuda"] == facts
 
