@@ -125,6 +125,18 @@ def test_a_region_report_states_the_region_and_shows_it_on_the_whole_frame(tmp_p
     text = subprocess.run(["pdftotext", str(bundle / "report.pdf"), "-"], capture_output=True, text=True, check=True).stdout
     assert "Region (--roi)" in text and "evidence pixels x 40 to 103, y 32 to 79 (64 x 48)" in text
     assert "the region (--roi) that every output frame shows is outlined" in " ".join(text.split())
+    # the review page shows the evidence cut to the region beside the region's output
+    import io
+
+    from forensic_vsr.review.session import ReviewSession
+
+    session = ReviewSession(bundle, None, None, carphone_distorted, False)
+    try:
+        assert session.info()["region"] == list(ROI)
+        with Image.open(io.BytesIO(session.png("evidence", 0))) as ev, Image.open(io.BytesIO(session.png("enhanced", 0))) as enh:
+            assert ev.size == (64, 48) and enh.size == (128, 96)
+    finally:
+        session.close()
 
 
 @pytest.mark.parametrize(
