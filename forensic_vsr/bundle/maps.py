@@ -52,7 +52,7 @@ class MapsWriter:
         recompute: bool = False,
         device: str = "cpu",
     ) -> None:
-        from forensic_vsr.uncertainty.exact import DEFAULT_FLAG_THRESHOLD, MAP_SCALE
+        from forensic_vsr.uncertainty.exact import DEFAULT_FLAG_THRESHOLD, MAP_SCALE, ExactMaps
         from forensic_vsr.uncertainty.exact_torch import exact_maps_for
 
         self.bundle = bundle
@@ -77,7 +77,8 @@ class MapsWriter:
         # (forensic_vsr.audit.exact_maps), not stored; `recompute` says the frames allow it (the
         # main operation's input is the evidence frame itself, one output frame per input frame)
         planar = src_fmt.startswith(("yuv", "gray"))
-        self.filters = self.exact.filters() if recompute and scale > 1 and planar and not colour_planes else None
+        here = recompute and scale > 1 and planar and not colour_planes
+        self.filters = self.exact.filters() if here and isinstance(self.exact, ExactMaps) else None
         recomputable = RECOMPUTED if self.head is None else RECOMPUTED[:2]
         self.recomputed = tuple(n for n in self.names if n in recomputable) if self.filters is not None else ()
         self.stored = tuple(n for n in self.names if n not in self.recomputed)

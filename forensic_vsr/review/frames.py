@@ -77,7 +77,7 @@ def picture_png(decoded: DecodedFrame, box: tuple[int, int, int, int] | None = N
 def map_png(map_frame: DecodedFrame | np.ndarray, scale: float) -> bytes:
     """The map (a decoded gray16 frame, or its plane) in 8-bit levels (0..255, rounded, capped)
     as an 8-bit grey PNG."""
-    plane = map_frame if isinstance(map_frame, np.ndarray) else frame_planes(map_frame.frame)[0]
+    plane: np.ndarray = map_frame if isinstance(map_frame, np.ndarray) else frame_planes(map_frame.frame)[0]
     return _png(np.minimum(np.rint(plane.astype(np.float64) / scale), 255).astype(np.uint8))
 
 
@@ -105,7 +105,7 @@ class RecomputedMap:
         if self.kind == "contradiction" and self.evidence is not None:
             y = frame_planes(self.evidence.frame(self.evidence_frame(n)).frame)[0]
         if self._exact is None:
-            self._exact = ExactMaps(*x_hat.shape, self.scale)
+            self._exact = ExactMaps(x_hat.shape[0], x_hat.shape[1], self.scale)
         vmax = plane_geometry(decoded.frame.format.name)[0][2]
         return recomputed_planes(self._exact, x_hat, y, vmax, (self.kind,), self.lam)[self.kind]
 

@@ -31,6 +31,7 @@ class TorchExactMaps:
         from forensic_vsr.ops.consistency_torch import separable_operator
 
         self.height, self.width, self.scale, self.device = height, width, scale, torch.device(device)
+        self.operator = operator  # what the step record's maps entry names
         self.op = separable_operator(height, width, scale, str(self.device), torch.float32)
 
     def compute(self, y: np.ndarray, x_hat: np.ndarray, max_value: int = 255) -> tuple[np.ndarray, np.ndarray]:
