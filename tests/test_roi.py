@@ -74,7 +74,7 @@ OPERATIONS = {
     "deblur": (["--model", "deblur", "--psf", "motion:5,0", "--frames", "0:2"], 1),
     "fidelity-restore": (["--model", "fidelity-restore", "--frames", "0:2"], 1),
     "mfsr-x2": (["--model", "mfsr-x2", "--frames", "0:3"], 2),
-    "integrate": (["--model", "integrate", "--frames", "0:3"], 1),
+    "integrate": (["--model", "integrate", "--frames", "0:3", "--register-roi", "48,40,40,32"], 1),  # inside the crop
     "stabilise": (["--model", "stabilise", "--frames", "0:3"], 1),
     "chain": (["--ops", "deinterlace,deblur,sr", "--model", "lanczos", "--psf", "motion:5,0", "--frames", "0:2"], 2),
 }
@@ -97,6 +97,8 @@ def test_every_operation_runs_on_a_region_and_verifies(name: str, tmp_path: Path
     crop, taken = region["crop"], region["margin_taken"]
     assert crop["x"] == ROI[0] - taken["left"] and crop["width"] == 64 + taken["left"] + taken["right"]
     assert min(taken.values()) >= min(region["margin_needed"], 32)  # the region is 32 pixels from the nearest border
+    if "--register-roi" in args:  # registered on the crop, recorded in evidence pixels as asked
+        assert step["temporal"]["registration"]["region"] == [48, 40, 40, 32]
     with VideoReader(bundle / "output" / "master.mkv") as reader:
         assert (reader.info.width, reader.info.height) == (64 * scale, 48 * scale)
     for video in (bundle / "maps").glob("*.mkv"):

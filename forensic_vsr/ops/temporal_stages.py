@@ -28,6 +28,16 @@ def _where(model: ResolvedModel, params: StageParams) -> RegistrationRegion:
     return RegistrationRegion.for_stage(_card_params(model), params.registration, params.register_roi, params.in_width, params.in_height)
 
 
+def _registration_record(where: RegistrationRegion, params: StageParams) -> dict[str, Any]:
+    """What the registration was estimated on, its region in evidence pixels (with --roi the stage
+    registers the crop, and `where` holds the region in the crop's pixels)."""
+    record = where.to_json()
+    if params.crop is not None and where.region is not None:
+        x, y, w, h = where.region
+        record["region"] = [x + params.crop.crop[0], y + params.crop.crop[1], w, h]
+    return record
+
+
 def registration_summary(operation: str, per_frame: list[dict[str, Any]]) -> str:
     """One line on what did not register, for the record and for stderr (logged as a warning
     when anything failed). `per_frame` entries carry `registrations` (neighbours) or `ok`."""
@@ -73,7 +83,7 @@ class MultiFrameStage(WindowStage):
                     "ECC registration (translation or affine) + iterative back-projection + exact projection onto the reference frame"
                 ),
                 "params": {k: v for k, v in dataclasses.asdict(self.mfsr).items() if k != "where"},
-                "registration": self.mfsr.where.to_json(),
+                "registration": _registration_record(self.mfsr.where, self.params),
                 "registration_summary": registration_summary("mfsr", self.per_frame),
                 "frames_single_frame_fallback": fallbacks,
                 "per_frame": self.per_frame,
@@ -123,7 +133,7 @@ class StabiliseStage(PlaneStage):
                 "reference_frame": self.per_frame[0]["frame"] if self.per_frame else None,
                 "motion_model": self.motion,
                 "ecc_threshold": self.ecc_threshold,
-                "registration": self.where.to_json(),
+                "registration": _registration_record(self.where, self.params),
                 "registration_summary": registration_summary("stabilise", self.per_frame),
                 "frames_not_registered": [f["frame"] for f in self.per_frame if not f["ok"]],
                 "per_frame": self.per_frame,
@@ -183,7 +193,7 @@ class IntegrateStage(WindowStage):
                 "motion_model": self.motion,
                 "ecc_threshold": self.ecc_threshold,
                 "outlier_levels": self.outlier_levels,
-                "registration": self.where.to_json(),
+                "registration": _registration_record(self.where, self.params),
                 "registration_summary": registration_summary("integrate", self.per_frame),
                 "per_frame": self.per_frame,
             },
