@@ -31,11 +31,17 @@ ENV = {**os.environ, "FVSR_KEY_PASSPHRASE": PASSPHRASE}
 FVSR = str(Path(sys.executable).parent / "fvsr")
 
 
-def run(args: argparse.Namespace, key: Path, out: Path, ray: list[str]) -> float:
+def run(args: argparse.Namespace, key: Path, out: Path, ray: list[str]) -> tuple[float, float]:
+    """Wall seconds, and CPU seconds of the fvsr process and every process it waited for (with
+    --ray local: the Ray runtime it started and its workers)."""
     cmd = [FVSR, "enhance", str(args.clip), "-o", str(out), "--key", str(key), "--model", args.model]
     t0 = time.perf_counter()
-    subprocess.run([*cmd, "--frames", f"0:{args.frames}", "-q", *ray], check=True, env=ENV, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - t0
+    proc = subprocess.Popen([*cmd, "--frames", f"0:{args.frames}", "-q", *ray], env=ENV, stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode:
+        raise SystemExit(f"fvsr enhance exited {proc.returncode}")
+    return time.perf_counter() - t0, usage.ru_utime + usage.ru_stime
 
 
 def frame_pass_seconds(bundle: Path) -> float:
@@ -61,6 +67,8 @@ def main() -> None:
     times: dict[str, list[float]] = {name: [] for name in variants}
     task_seconds: dict[str, list[float]] = {name: [] for name in variants}
     pass_seconds: dict[str, list[float]] = {name: [] for name in variants}
+    cpu: dict[str, list[float]] = {name: [] for name in variants}
+    worker_cpu: dict[str, list[dict[str, float]]] = {name: [] for name in variants}
     load = [os.getloadavg()[0]]
     with tempfile.TemporaryDirectory() as tmp:
         key = Path(tmp) / "bench.key"
@@ -69,7 +77,9 @@ def main() -> None:
         for r in range(args.runs):
             for i, (name, ray) in enumerate(variants.items()):
                 out = Path(tmp) / f"b{r}-{i}"
-                times[name].append(run(args, key, out, ray))
+                wall, cpu_s = run(args, key, out, ray)
+                times[name].append(wall)
+                cpu[name].append(cpu_s)
                 hashes = (out / "output.framehash").read_bytes()
                 reference = reference or hashes
                 if hashes != reference:
@@ -78,6 +88,8 @@ def main() -> None:
                 plan = step(out).get("distributed")
                 if plan:
                     task_seconds[name].append(sum(s["seconds"] for s in plan["plan"]["segments"]))
+                    parts = [s.get("cpu_seconds", {}) for s in plan["plan"]["segments"]]
+                    worker_cpu[name].append({k: sum(p.get(k, 0.0) for p in parts) for k in ("chain", "maps")})
                 print(f"run {r + 1} {name}: {times[name][-1]:.1f} s", flush=True)
                 load.append(os.getloadavg()[0])
     base = statistics.median(times["one process"])
@@ -86,7 +98,12 @@ def main() -> None:
         t = statistics.median(times[name])
         tasks = f"{statistics.median(task_seconds[name]):.1f}" if task_seconds[name] else "-"
         frame_pass = round(statistics.median(pass_seconds[name]), 2)
-        rows.append({"variant": name, "wall_s": round(t, 2), "frame_pass_s": frame_pass, "task_s": tasks, "speedup": round(base / t, 2)})
+        total = statistics.median(cpu[name])
+        workers = {k: round(statistics.median(w[k] for w in worker_cpu[name]), 2) for k in ("chain", "maps")} if worker_cpu[name] else None
+        rows.append(
+            {"variant": name, "wall_s": round(t, 2), "frame_pass_s": frame_pass, "task_s": tasks, "speedup": round(base / t, 2)}
+            | {"cpu_s": round(total, 2), "worker_cpu_s": workers}
+        )
     result = {
         "clip": str(args.clip.relative_to(ROOT)) if args.clip.is_relative_to(ROOT) else str(args.clip),
         "frames": args.frames,
@@ -100,9 +117,17 @@ def main() -> None:
     }
     (ROOT / "bench" / "results").mkdir(exist_ok=True)
     (ROOT / "bench" / "results" / "ray.json").write_text(json.dumps(result, indent=1) + "\n")
-    print("| variant | wall (s) | frame pass (s) | time in tasks, summed (s) | speed-up (wall) vs one process |\n|---|---|---|---|---|")
+    print(
+        "| variant | wall (s) | frame pass (s) | time in tasks, summed (s) | speed-up (wall) vs one process "
+        "| CPU s, all processes | CPU s in workers: stages + maps |\n|---|---|---|---|---|---|---|"
+    )
     for row in rows:
-        print(f"| {row['variant']} | {row['wall_s']} | {row['frame_pass_s']} | {row['task_s']} | {row['speedup']} |")
+        w = row["worker_cpu_s"]
+        split = f"{w['chain']} + {w['maps']}" if w else "-"
+        print(
+            f"| {row['variant']} | {row['wall_s']} | {row['frame_pass_s']} | {row['task_s']} | {row['speedup']} "
+            f"| {row['cpu_s']} | {split} |"
+        )
     print(f"load (1 min) during the runs: {result['load_1min']}")
 
 

@@ -1,7 +1,8 @@
 """`fvsr enhance --ray local|ADDRESS`: the frame range split into segments, each run through the
-stages by a Ray task; the bundle is still written here, frame after frame, by the unchanged
+stages by a Ray task, which also computes the frames' map layers (bundle.maps.MapLayers, the
+code one process uses); the bundle is still written here, frame after frame, by the unchanged
 writer path (bundle.frames.FramePass), so master, preview, maps and every hash are made exactly
-as in one process, from the same output samples.
+as in one process, from the same samples.
 
 A segment gives the outputs of frames [start, end); its task decodes the evidence itself (the
 path must be readable where the worker runs; its sha256 is checked against the ingest's): it
@@ -37,7 +38,8 @@ from typing import Any
 
 import numpy as np
 
-from forensic_vsr.bundle.frames import build_stages, chain_outputs
+from forensic_vsr.bundle.frames import build_stages, chain_outputs, frame_layers
+from forensic_vsr.bundle.maps import FrameMaps, MapSpec
 from forensic_vsr.environment import environment_report
 from forensic_vsr.errors import FvsrError, IntegrityError, UsageError
 from forensic_vsr.integrity import framehash
@@ -50,6 +52,7 @@ from forensic_vsr.recipe import Recipe, bounded_frames, decide_recipe
 RAY_MISSING = "--ray needs the scale extra: pip install 'forensic-vsr[scale]'"
 MAX_RETRIES = 2  # a task whose worker process dies is run again this many times
 SEGMENT_FRAMES = 16
+MAPS_IN_WORKERS = "each frame's layers and flagged figures computed in its segment's worker (bundle.maps.MapLayers), written here"
 # What the output samples depend on besides the recipe: a worker must run the versions this process runs.
 SAME_LIBRARIES = ("forensic-vsr", "numpy", "torch", "av", "ffmpeg_libraries")
 # Fault injection for tests/test_ray.py, read where fvsr runs and sent with each job:
@@ -178,13 +181,15 @@ class SegmentJob:
     expected: tuple[str, ...]  # input.framehash sha256 of frames decode_start..decode_end-1
     pts: tuple[int, ...] | None  # their file timestamps, to seek to; None: decode from the stream start
     crash: str | None = None  # CRASH_HOOK
+    maps: MapSpec | None = None  # the maps' layers are computed in the worker with this (None: no maps)
 
 
 @dataclass(frozen=True)
 class SegmentResult:
     index: int
     done: Done  # (key, the main stage's input planes, its output planes) of frames start..end-1
-    extras: tuple[dict[str, np.ndarray] | None, ...]
+    extras: tuple[dict[str, np.ndarray] | None, ...]  # (None each where the maps came computed)
+    maps: tuple[FrameMaps, ...] | None  # the layers of frames start..end-1 (bundle.maps.MapLayers)
     residuals: tuple[float, ...]
     plane_residuals: tuple[list[float], ...]
     per_frame: tuple[tuple[dict[str, Any], ...], ...]  # per stage, entries of frames start..end-1
@@ -192,6 +197,7 @@ class SegmentResult:
     batches: tuple[int, ...]
     worker: dict[str, Any]
     seconds: float
+    cpu_seconds: dict[str, float]  # CPU seconds of the worker process: {"chain": ..., "maps": ...}
     decode: str
 
 
@@ -202,7 +208,7 @@ def _evidence_sha256(path: str, size: int, mtime_ns: int) -> str:
 
 def run_segment(job: SegmentJob) -> SegmentResult:
     """One segment's frames through the stages, in a Ray worker (or anywhere)."""
-    began = time.monotonic()
+    began, cpu = time.monotonic(), time.process_time()
     seg, path = job.segment, Path(job.evidence)
     stat = path.stat()
     sha = _evidence_sha256(str(path), stat.st_size, stat.st_mtime_ns)
@@ -225,10 +231,13 @@ def run_segment(job: SegmentJob) -> SegmentResult:
     for name in ("residuals", "plane_residuals"):
         if getattr(main, name) and len(getattr(main, name)) != len(outputs):
             raise IntegrityError(f"segment {job.index}: {len(getattr(main, name))} {name} for {len(outputs)} outputs")
+    chain_cpu = time.process_time() - cpu
+    maps = frame_layers(job.maps, main, [outputs[i] for i in keep], [extras[i] for i in keep]) if job.maps else None
     return SegmentResult(
         index=job.index,
         done=[outputs[i] for i in keep],
-        extras=tuple(extras[i] for i in keep),
+        extras=tuple(None if maps else extras[i] for i in keep),
+        maps=maps,
         residuals=tuple(main.residuals[i] for i in keep) if main.residuals else (),
         plane_residuals=tuple(main.plane_residuals[i] for i in keep) if main.plane_residuals else (),
         per_frame=tuple(tuple(f for f in s.per_frame if seg.start <= f["frame"] < seg.end) for s in stages),
@@ -236,6 +245,7 @@ def run_segment(job: SegmentJob) -> SegmentResult:
         batches=tuple(s.batch for s in stages),
         worker=worker_environment(main.device),
         seconds=round(time.monotonic() - began, 3),
+        cpu_seconds={"chain": round(chain_cpu, 3), "maps": round(time.process_time() - cpu - chain_cpu, 3)},
         decode=decode,
     )
 
@@ -345,7 +355,16 @@ class RaySource:
         self.input_framehash, self.recipe, self.model = input_framehash, recipe, model
         self.pts = seek_timestamps(ingest)
         self._extras: dict[Key, dict[str, np.ndarray] | None] = {}
+        self._maps: dict[Key, FrameMaps] = {}
         self._record: dict[str, Any] | None = None
+        self.map_spec: MapSpec | None = None
+
+    def use_maps(self, spec: MapSpec | None) -> None:
+        """The workers compute the maps' layers (with `spec`, the writer's); this process writes them."""
+        self.map_spec = spec
+
+    def frame_maps(self, key: Key) -> FrameMaps | None:
+        return self._maps.pop(key, None)
 
     def extras(self, key: Key) -> dict[str, np.ndarray] | None:
         return self._extras.pop(key, None)
@@ -375,6 +394,7 @@ class RaySource:
                     tuple(expected[seg.decode_start : seg.decode_end]),
                     None if self.pts is None else tuple(self.pts[seg.decode_start : seg.decode_end]),
                     os.environ.get(CRASH_HOOK),
+                    self.map_spec,
                 )
                 for i, seg in enumerate(plan.segments)
             )
@@ -391,10 +411,11 @@ class RaySource:
                 key = (result.worker["ray_node_id"], result.worker["host"], result.worker["pid"])
                 n = workers.setdefault(key, len(workers))
                 ran.append(
-                    {**job.segment.to_json(), "worker": n, "seconds": result.seconds, "decode": result.decode, "worker_env": result.worker}
+                    {**job.segment.to_json(), "worker": n, "seconds": result.seconds, "cpu_seconds": result.cpu_seconds}
+                    | {"decode": result.decode, "worker_env": result.worker}
                 )
                 yield result.done
-            self._record = _distributed_record(ray, self.options, plan, ran, cpus)
+            self._record = _distributed_record(ray, self.options, plan, ran, cpus) | {"maps": MAPS_IN_WORKERS if self.map_spec else None}
         finally:
             if started_here:
                 ray.shutdown()
@@ -418,6 +439,9 @@ class RaySource:
         for stage, entries in zip(stages, result.per_frame, strict=True):
             stage.per_frame.extend(entries)
         self._extras.update((key, extra) for (key, _, _), extra in zip(result.done, result.extras, strict=True))
+        if (result.maps is None) != (self.map_spec is None) or len(result.maps or result.done) != len(result.done):
+            raise IntegrityError(f"segment {result.index}: {len(result.maps or ())} frames of maps for {len(result.done)} outputs")
+        self._maps.update((key, maps) for (key, _, _), maps in zip(result.done, result.maps or (), strict=False))
 
 
 def _connect(ray: Any, options: RayOptions) -> None:

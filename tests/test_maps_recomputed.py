@@ -82,11 +82,10 @@ def test_signed_filters_are_checked(bundle: Path) -> None:
             MapFilters.from_json(bad)
 
 
-def test_examiner_signed_false_figures_fail_the_recomputation(
-    bundle: Path, keypair: tuple[Path, Path], carphone_distorted: Path, tmp_path: Path
-) -> None:
-    """A flagged.json whose S max and R max were lowered, with every digest and signature made
-    again with the examiner's own key: only recomputing the maps can tell."""
+def _forge(bundle: Path, tmp_path: Path, keypair: tuple[Path, Path], halve: bool = True, region_x: int = 0) -> Path:
+    """`bundle` with flagged.json's S max (frame 1) and R max (frame 2) halved, or with the
+    signed --roi box moved `region_x` pixels, every digest and signature made again with the
+    examiner's own key."""
     import hashlib
     import json
 
@@ -95,8 +94,9 @@ def test_examiner_signed_false_figures_fail_the_recomputation(
     src = tmp_path / "src"
     shutil.copytree(bundle, src)
     flagged = json.loads((src / "maps/flagged.json").read_text())
-    flagged["frames"][1]["s_max"] = round(flagged["frames"][1]["s_max"] / 2, 3)
-    flagged["frames"][2]["r_max"] = round(flagged["frames"][2]["r_max"] / 2, 4)
+    if halve:
+        flagged["frames"][1]["s_max"] = round(flagged["frames"][1]["s_max"] / 2, 3)
+        flagged["frames"][2]["r_max"] = round(flagged["frames"][2]["r_max"] / 2, 4)
     data = json.dumps(flagged).encode()
     (src / "maps/flagged.json").write_bytes(data)
     digest = hashlib.sha256(data).hexdigest()
@@ -105,13 +105,23 @@ def test_examiner_signed_false_figures_fail_the_recomputation(
         entry = next(f for f in bodies["output.write"]["files"] if f["name"] == "maps/flagged.json")
         entry["sha256"], entry["size"] = digest, len(data)
         step_run = bodies["step.run"]
-        step_run["predicate"]["runDetails"]["byproducts"][0]["annotations"]["maps"]["flagged"]["sha256"] = digest
+        annotations = step_run["predicate"]["runDetails"]["byproducts"][0]["annotations"]
+        annotations["maps"]["flagged"]["sha256"] = digest
+        if region_x:
+            annotations["region"]["x"] += region_x
         for subject in step_run["subject"]:
             if subject["name"] == "maps/flagged.json":
                 subject["digest"]["sha256"] = digest
 
-    forged = resign(src, tmp_path / "forged", keypair, edit)
-    rc, lines = _verify(forged, keypair[1], carphone_distorted)
+    return resign(src, tmp_path / "forged", keypair, edit)
+
+
+def test_examiner_signed_false_figures_fail_the_recomputation(
+    bundle: Path, keypair: tuple[Path, Path], carphone_distorted: Path, tmp_path: Path
+) -> None:
+    """A flagged.json whose S max and R max were lowered, with every digest and signature made
+    again with the examiner's own key: only recomputing the maps can tell."""
+    rc, lines = _verify(_forge(bundle, tmp_path, keypair), keypair[1], carphone_distorted)
     assert rc == 1
     assert lines["maps.flagged"] == lines["files.digests"] == lines["chain.signatures"] == "PASS"
     assert lines["maps.synthesized"] == "FAIL" and lines["maps.contradiction"] == "FAIL"
@@ -140,3 +150,60 @@ def test_what_the_step_record_claims_is_checked(bundle: Path) -> None:
     step_annotations(more_frames)["frames"]["count"] += 1
     assert checks(more_frames) == [("maps.recomputed", "FAIL")]
     assert checks(step_run) == [("maps.synthesized", "PASS"), ("maps.contradiction", "NOT VERIFIED"), ("maps.interval", "PASS")]
+
+
+@pytest.fixture(scope="module")
+def region_bundle(tmp_path_factory: pytest.TempPathFactory, keypair: tuple[Path, Path], carphone_distorted: Path) -> Path:
+    out = tmp_path_factory.mktemp("fmt3roi") / "b"
+    run_fvsr(
+        "enhance", carphone_distorted, "-o", out, "--key", keypair[0], "--model", "lanczos", "--scale", "2",
+        "--frames", "0:3", "--mode", "investigative", "--no-report", "-q", "--roi", "40,32,64,48", check=True,
+    )  # fmt: skip
+    return out
+
+
+def test_region_maps_are_recomputed_from_the_evidence_region(
+    region_bundle: Path, keypair: tuple[Path, Path], carphone_distorted: Path
+) -> None:
+    """--roi: S and R are recomputed (not stored) from the 128x96 master and the signed region
+    of the evidence; the summary line counts the NOT VERIFIED R apart from the passed checks."""
+    maps = step(region_bundle)["maps"]
+    assert sorted(maps["recomputed"]) == ["contradiction", "interval", "synthesized"] and maps["files"] == {}
+    assert sorted(p.name for p in (region_bundle / "maps").iterdir()) == ["flagged.json"]
+    proc = run_fvsr("verify", region_bundle, "--pubkey", keypair[1], "--evidence", carphone_distorted)
+    assert proc.returncode == 0, proc.stdout
+    assert "(its region 40,32 64x48): R max of every frame" in proc.stdout
+    total = len(proc.stdout.splitlines()) - 1
+    assert proc.stdout.splitlines()[-1] == f"PASS: {total} checks: {total} passed, 0 not verified, 0 failed"
+    proc = run_fvsr("verify", region_bundle, "--pubkey", keypair[1])
+    assert proc.returncode == 0
+    assert "NOT VERIFIED maps.contradiction" in proc.stdout and "PASS       maps.synthesized" in proc.stdout
+    total = len(proc.stdout.splitlines()) - 1
+    assert proc.stdout.splitlines()[-1] == f"PASS: {total} checks: {total - 1} passed, 1 not verified (supply --evidence), 0 failed"
+    # the recomputed planes (review, golden tests) cut the evidence to the same region
+    from forensic_vsr.uncertainty.recompute import recomputed_maps
+
+    box = (40, 32, 64, 48)
+    r = [f["contradiction"] for f in recomputed_maps(region_bundle, carphone_distorted, maps, 0, box)]
+    assert [p.shape for p in r] == [(96, 128)] * 3 and max(int(p.max()) for p in r) > 0
+    from forensic_vsr.review.session import ReviewSession
+
+    session = ReviewSession(region_bundle, None, None, carphone_distorted, False)
+    try:  # the review page's R of frame 2 is that plane
+        assert np.array_equal(session.sources["contradiction"].frame(2), r[2])
+    finally:
+        session.close()
+
+
+@pytest.mark.parametrize("forgery", ["figures", "region"])
+def test_region_bundle_forgeries_fail(
+    region_bundle: Path, keypair: tuple[Path, Path], carphone_distorted: Path, tmp_path: Path, forgery: str
+) -> None:
+    """Re-signed by the examiner: lowered figures in flagged.json, or the signed region moved 8
+    pixels (R is then computed from other evidence pixels), fail the recomputation; the summary
+    counts the failures."""
+    forged = _forge(region_bundle, tmp_path, keypair, halve=forgery == "figures", region_x=8 if forgery == "region" else 0)
+    proc = run_fvsr("verify", forged, "--pubkey", keypair[1], "--evidence", carphone_distorted)
+    assert proc.returncode == 1
+    assert "FAIL       maps.contradiction" in proc.stdout and "PASS       chain.signatures" in proc.stdout
+    assert proc.stdout.splitlines()[-1].startswith("FAIL: ") and " 0 failed" not in proc.stdout.splitlines()[-1]

@@ -23,7 +23,7 @@ import av
 import pytest
 
 from forensic_vsr.bundle.frames import build_stages
-from forensic_vsr.distributed import CRASH_HOOK, RAY_MISSING, RayOptions, RaySource, SegmentResult, seek_timestamps
+from forensic_vsr.distributed import CRASH_HOOK, MAPS_IN_WORKERS, RAY_MISSING, RayOptions, RaySource, SegmentResult, seek_timestamps
 from forensic_vsr.environment import environment_report
 from forensic_vsr.errors import IntegrityError
 from forensic_vsr.media import VideoReader
@@ -130,6 +130,8 @@ def _assert_same_bundle(single: Path, distributed: Path) -> None:
     assert one == many  # the step record says the same of every frame, residual and registration
     assert len(plan["plan"]["segments"]) >= 3 and plan["workers"]
     assert {w["device"] for w in plan["workers"]} == {"cpu"} and all(w["pid"] and w["host"] for w in plan["workers"])
+    # the maps' layers were computed in the workers (the same MapLayers code), only written here
+    assert plan["maps"] == MAPS_IN_WORKERS and all(s["cpu_seconds"]["maps"] > 0 for s in plan["plan"]["segments"])
 
 
 @pytest.mark.parametrize("name", list(RECIPES))
@@ -244,7 +246,7 @@ def test_a_worker_with_other_libraries_or_devices_is_refused(carphone_distorted:
         stages, _, _ = build_stages(recipe, model, reader.info)
     env = environment_report("cpu")
     worker = {"host": "elsewhere", "pid": 1, "ray_node_id": None, **env}
-    ok = SegmentResult(0, [], (), (), (), ((),), ("cpu",), (1,), worker, 0.0, "from the stream start")
+    ok = SegmentResult(0, [], (), None, (), (), ((),), ("cpu",), (1,), worker, 0.0, {"chain": 0.0, "maps": 0.0}, "from the stream start")
     ingest = {"pts": [0], "timing": {}, "decode": {"corrupt_packets": 0, "decode_errors": 0, "corrupt_frames": 0, "concealed_errors": 0}}
     source = RaySource(RayOptions("local"), carphone_distorted, "0" * 64, carphone_distorted, ingest, recipe, model)
     source.absorb(stages, ok)

@@ -64,6 +64,31 @@ def _frames(path: Path, decoder: DecoderSettings | None, start: int, rate: Fract
                 yield frame_planes(decoded.frame)[0]
 
 
+def _region(region: Any, scale: int) -> tuple[int, int, int, int] | None:
+    """The --roi box (x, y, width, height, evidence pixels) the step record signs, or None for a
+    whole-frame run; a box that is not four whole numbers >= 0 at the signed scale is a ValueError."""
+    if region is None:
+        return None
+    if not isinstance(region, dict):
+        raise ValueError(f"step.run region is {type(region).__name__}, not an object")
+    box = tuple(region.get(k) for k in ("x", "y", "width", "height"))
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in box):
+        raise ValueError(f"step.run region {box!r}: not four whole numbers >= 0")
+    if region.get("scale") != scale:
+        raise ValueError(f"step.run region has scale {region.get('scale')!r}, the signed filters {scale}")
+    return box  # type: ignore[return-value]
+
+
+def _cut(y: np.ndarray, box: tuple[int, int, int, int], out: tuple[int, ...], scale: int) -> tuple[np.ndarray, str | None]:
+    """The region of an evidence plane (the main operation's input under --roi), or why it cannot be cut."""
+    x0, y0, w, h = box
+    if x0 + w > y.shape[1] or y0 + h > y.shape[0]:
+        return y, f"the region {x0},{y0},{w},{h} does not lie inside the {y.shape[1]}x{y.shape[0]} evidence plane"
+    if (h * scale, w * scale) != tuple(out):
+        return y, f"the region {w}x{h} times {scale} is not the master's {out[1]}x{out[0]}"
+    return y[y0 : y0 + h, x0 : x0 + w], None
+
+
 def recomputed_checks(
     bundle: Path,
     step: dict[str, Any],
@@ -113,11 +138,21 @@ def recomputed_checks(
         derived = (ingest.get("timing") or {}).get("derived") or {}
         rate = Fraction(str(derived["rate"])) if str(derived.get("from", "")).startswith("--rate") and derived.get("rate") else None
         inputs = _frames(evidence, DecoderSettings.from_record(ingest.get("decoder")), start, rate)
+    try:
+        box = _region(summary.get("region"), filters.scale)
+    except ValueError as exc:
+        yield Check.failed("maps.recomputed", str(exc))
+        return
     seen = 0
     for i, (x_hat, y, fig) in enumerate(zip(masters, inputs, per_frame, strict=False)):
         if x_hat.ndim != 2 or not filters.fits(*x_hat.shape):
             yield Check.failed("maps.recomputed", f"frame {i} of {MASTER} is {x_hat.shape}: not a plane the signed filters apply to")
             return
+        if y is not None and box is not None:
+            y, problem = _cut(y, box, x_hat.shape, filters.scale)
+            if problem:
+                yield Check.failed("maps.recomputed", f"frame {i}: {problem}")
+                return
         if y is None:
             x = np.multiply(x_hat, np.float32(255.0 / vmax), dtype=np.float32)
             s = np.abs(np.subtract(x, pinv(degrade(x, filters), filters)))
@@ -136,7 +171,8 @@ def recomputed_checks(
     if seen != count:
         yield Check.failed("maps.recomputed", f"{seen} frames recomputed, the step records {count}")
         return
-    for check, what in ((s_check, f"{MASTER}"), (r_check, f"{MASTER} and {evidence.name if evidence else 'the evidence'}")):
+    where = "" if box is None else f" (its region {box[0]},{box[1]} {box[2]}x{box[3]})"
+    for check, what in ((s_check, f"{MASTER}"), (r_check, f"{MASTER} and {evidence.name if evidence else 'the evidence'}{where}")):
         name = f"maps.{check.name}"
         if check.name not in names:
             continue

@@ -15,7 +15,7 @@ import numpy as np
 
 from forensic_vsr import __version__, layout
 from forensic_vsr.audit.step_record import FrameRange, Region, StepRecord
-from forensic_vsr.bundle.maps import MapsWriter
+from forensic_vsr.bundle.maps import FrameMaps, MapLayers, MapSpec, MapsWriter
 from forensic_vsr.bundle.master import FFV1_OPTIONS, PACKED_ORDER, PREVIEW_OPTIONS, convert_packed, framehash_from_stored, master_pix_fmt
 from forensic_vsr.bundle.writer import BundleDir
 from forensic_vsr.errors import IntegrityError
@@ -133,13 +133,18 @@ class FrameSource(Protocol):
     run elsewhere (forensic_vsr.distributed), which leave the stages' per-frame records
     (residuals, per_frame) as if the stages had run here."""
 
+    def use_maps(self, spec: MapSpec | None) -> None: ...
     def outputs(self, reader: VideoReader, stages: list[Stage], start: int, end: int) -> Iterator[Done]: ...
     def extras(self, key: Key) -> dict[str, np.ndarray] | None: ...
+    def frame_maps(self, key: Key) -> FrameMaps | None: ...
     def record(self) -> dict[str, Any] | None: ...
 
 
 class LocalChain:
-    """The stages run in this process, frame after frame."""
+    """The stages run in this process, frame after frame (the maps computed by the pass's writer)."""
+
+    def use_maps(self, spec: MapSpec | None) -> None:
+        """Nothing to do: the maps are computed here, on the pass's maps thread."""
 
     def outputs(self, reader: VideoReader, stages: list[Stage], start: int, end: int) -> Iterator[Done]:
         self.main = stages[-1]
@@ -148,8 +153,43 @@ class LocalChain:
     def extras(self, key: Key) -> dict[str, np.ndarray] | None:
         return self.main.extras(key)
 
+    def frame_maps(self, key: Key) -> FrameMaps | None:
+        return None
+
     def record(self) -> dict[str, Any] | None:
         return None  # nothing to add: the step record says what ran here
+
+
+def cut_region(
+    main: Stage, planes: Planes, out_planes: Planes, extra: dict[str, np.ndarray] | None
+) -> tuple[Planes, Planes, dict[str, np.ndarray] | None]:
+    """--roi: the main stage's input, output and extra maps cut from its crop to the region
+    (times the scale); unchanged for a whole-frame run."""
+    region = main.params.crop
+    if region is None:
+        return planes, out_planes, extra
+    cut = None if extra is None else {name: region.cut_map(plane) for name, plane in extra.items()}
+    return region.cut_input(planes), region.cut_output(out_planes), cut
+
+
+def map_planes(main: Stage, src_fmt: str, planes: Planes, out_planes: Planes) -> tuple[np.ndarray, np.ndarray]:
+    """What the maps are computed on (planes cut to the region): luma; the colour planes a model
+    ran on, stacked (each mapped, then combined); else the first component of packed RGB."""
+    if main.colour_planes:
+        return colour_stack(planes, src_fmt), colour_stack(out_planes, src_fmt)
+    if planes[0].ndim == 3:
+        return planes[0][..., 0], out_planes[0][..., 0]
+    return planes[0], out_planes[0]
+
+
+def frame_layers(spec: MapSpec, main: Stage, done: Done, extras: list[dict[str, np.ndarray] | None]) -> tuple[FrameMaps, ...]:
+    """The map layers of finished frames (with their extra maps), from what FramePass computes
+    them from, with the writer's spec: a Ray worker's part of the pass (forensic_vsr.distributed)."""
+    layers, out = MapLayers(spec), []
+    for (_key, planes, out_planes), extra in zip(done, extras, strict=True):
+        planes, out_planes, cut = cut_region(main, planes, out_planes, extra)
+        out.append(layers.compute(*map_planes(main, spec.src_fmt, planes, out_planes), cut))
+    return tuple(out)
 
 
 class FramePass:
@@ -193,6 +233,7 @@ class FramePass:
 
                 self.warp = WarpError("output" if task(model) == "stabilise" else "input")
             try:
+                self.source.use_maps(self.maps.spec if self.maps is not None else None)
                 with progress("enhance", (end - start) * self.factor, show_progress) as self.advance:
                     for done in self.source.outputs(reader, stages, start, end):
                         self._emit(done)
@@ -250,26 +291,29 @@ class FramePass:
         self.maps = (
             MapsWriter(
                 self.bundle,
-                w,
-                h,
-                self.recipe.scale,
+                MapSpec(
+                    w,
+                    h,
+                    self.recipe.scale,
+                    self.src_fmt,
+                    self.rules,
+                    self.model,
+                    self.main.extra_map_names,
+                    self.main.colour_planes,
+                    # S and R recomputable from the master and the evidence frame (format 3) when
+                    # the main operation's input is that frame (or, --roi, the recorded region of
+                    # it), one output per input
+                    recompute=not self.pre and self.factor == 1,
+                    device=self.main.device,
+                ),
                 info,
-                self.src_fmt,
-                self.rules,
-                self.model,
-                self.main.extra_map_names,
                 out_tb,
                 rate,
-                self.main.colour_planes,
-                # S and R recomputable from the master and the evidence frame (format 3) when
-                # the main operation's input is that frame, whole, one output per input
-                recompute=not self.pre and self.factor == 1 and self.main.params.crop is None,
-                device=self.main.device,
             )
             if self.recipe.maps
             else None
         )
-        self.mapper = PipelineStage(self.maps.add if self.maps else lambda *_: None, "maps")
+        self.mapper = PipelineStage(self.maps.put if self.maps else lambda *_: None, "maps")
         self.encoder = PipelineStage(self._encode, "encoder")
 
     def _close_writers(self) -> None:
@@ -300,10 +344,10 @@ class FramePass:
         """Hand finished frames to the encoder, the maps and the warp-error measure, in order."""
         residuals = self.main.residuals
         for (index, pts), planes, out_planes in done:
-            if self.region is not None:
-                planes, out_planes = self.region.cut_input(planes), self.region.cut_output(out_planes)
+            extra = self.source.extras((index, pts))  # taken even without maps: nothing piles up
+            planes, out_planes, extra = cut_region(self.main, planes, out_planes, extra)
             map_plane = out_planes[0]  # in the source's component order, like planes[0]
-            map_in, map_out = self._map_planes(planes, out_planes)
+            map_in, map_out = map_planes(self.main, self.src_fmt, planes, out_planes)
             if self.src_fmt in PACKED_ORDER:
                 out_planes = [convert_packed(out_planes[0], self.src_fmt, self.dst_fmt)]
             limit = self.consistency["max_rms_residual"]
@@ -312,11 +356,8 @@ class FramePass:
                     f"frame {index}: data-consistency RMS residual {residuals[self.written]:.3f} exceeds the policy's {limit}"
                 )
             self.encoder.submit(out_planes, pts)  # hashed, encoded and checked on the worker threads
-            extra = self.source.extras((index, pts))  # taken even without maps: nothing piles up
-            if extra is not None and self.region is not None:
-                extra = {name: self.region.cut_map(plane) for name, plane in extra.items()}
-            if self.maps is not None:
-                self.mapper.submit(map_in, map_out, pts, extra)
+            if self.maps is not None:  # computed here unless the source (a Ray worker) computed them
+                self.mapper.submit(pts, self.source.frame_maps((index, pts)), (map_in, map_out, extra))
             if self.warp is not None:
                 self.warp.add(
                     planes[0] if planes[0].ndim == 2 else planes[0][..., 0],
@@ -325,15 +366,6 @@ class FramePass:
                 )
             self.written += 1
             self.advance()
-
-    def _map_planes(self, planes: list[np.ndarray], out_planes: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """What the maps are computed on: luma; the colour planes a model ran on, stacked (each
-        mapped, then combined); else the first component of packed RGB."""
-        if self.main.colour_planes:
-            return colour_stack(planes, self.src_fmt), colour_stack(out_planes, self.src_fmt)
-        if planes[0].ndim == 3:
-            return planes[0][..., 0], out_planes[0][..., 0]
-        return planes[0], out_planes[0]
 
     def _check_round_trip(self, n_in: int) -> RoundTripCheck:
         expected = n_in * self.factor

@@ -17,6 +17,7 @@ from forensic_vsr.errors import OutputError, UsageError
 from forensic_vsr.recipe import FRAMES_HELP, SCALE_HELP, STILL_HELP
 
 if TYPE_CHECKING:
+    from forensic_vsr.audit.checks import Check
     from forensic_vsr.recipe import Examiner, Recipe
 
 
@@ -181,7 +182,7 @@ def cmd_keys_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from forensic_vsr.audit.checks import Check, guarded
+    from forensic_vsr.audit.checks import guarded
     from forensic_vsr.audit.keys import load_public_key
     from forensic_vsr.audit.verify import read_chain, verify_bundle
     from forensic_vsr.judgement import judgement_checks
@@ -210,8 +211,18 @@ def cmd_verify(args: argparse.Namespace) -> int:
     failed = [c for c in checks if not c.ok]
     incomplete = any(c.status == "INCOMPLETE" for c in checks)
     verdict = "INCOMPLETE" if incomplete else ("FAIL" if failed else "PASS")
-    print(f"{verdict}: {len(checks) - len(failed)} of {len(checks)} checks passed")
+    print(f"{verdict}: {verify_summary(checks)}")
     return 0 if not failed else 1
+
+
+def verify_summary(checks: list[Check]) -> str:
+    """The counts line of `fvsr verify`: a NOT VERIFIED check (one the auditor's inputs cannot
+    run, e.g. R without --evidence) is counted apart from the passed ones, and is no failure."""
+    passed = sum(c.status == "PASS" for c in checks)
+    unverified = sum(c.status == "NOT VERIFIED" for c in checks)
+    failed = sum(not c.ok for c in checks)
+    hint = " (supply --evidence)" if unverified else ""
+    return f"{len(checks)} checks: {passed} passed, {unverified} not verified{hint}, {failed} failed"
 
 
 def cmd_prove(args: argparse.Namespace) -> int:

@@ -87,9 +87,16 @@ class RecomputedMap:
     writer computed it (forensic_vsr.uncertainty.recompute): the gray16 plane a stored map holds."""
 
     def __init__(
-        self, kind: str, master: FrameSource, evidence: FrameSource | None, evidence_frame: Callable[[int], int], maps: dict[str, Any]
+        self,
+        kind: str,
+        master: FrameSource,
+        evidence: FrameSource | None,
+        evidence_frame: Callable[[int], int],
+        maps: dict[str, Any],
+        region: tuple[int, int, int, int] | None = None,
     ) -> None:
         self.kind, self.master, self.evidence, self.evidence_frame = kind, master, evidence, evidence_frame
+        self.region = region  # --roi: R is computed from this box of the evidence
         self.scale = int(maps["filters"]["scale"])
         self.lam = (maps.get("calibration") or {}).get("lambda")
         self._exact: Any = None
@@ -97,13 +104,13 @@ class RecomputedMap:
     def frame(self, n: int) -> np.ndarray:
         from forensic_vsr.media import plane_geometry
         from forensic_vsr.uncertainty.exact import ExactMaps
-        from forensic_vsr.uncertainty.recompute import recomputed_planes
+        from forensic_vsr.uncertainty.recompute import evidence_region, recomputed_planes
 
         decoded = self.master.frame(n)
         x_hat = frame_planes(decoded.frame)[0]
         y = None
         if self.kind == "contradiction" and self.evidence is not None:
-            y = frame_planes(self.evidence.frame(self.evidence_frame(n)).frame)[0]
+            y = evidence_region(frame_planes(self.evidence.frame(self.evidence_frame(n)).frame)[0], self.region)
         if self._exact is None:
             self._exact = ExactMaps(x_hat.shape[0], x_hat.shape[1], self.scale)
         vmax = plane_geometry(decoded.frame.format.name)[0][2]

@@ -108,7 +108,7 @@ class ReviewSession:
         for kind in (self.run.get("maps") or {}).get("recomputed") or ():  # format 3: not stored, recomputed
             if kind != "contradiction" or "evidence" in self.sources:
                 master, shown = self.sources["enhanced"], self.sources.get("evidence")
-                self.sources[kind] = RecomputedMap(kind, master, shown, self.evidence_frame, self.run["maps"])  # type: ignore[assignment]
+                self.sources[kind] = RecomputedMap(kind, master, shown, self.evidence_frame, self.run["maps"], self.region)  # type: ignore[assignment]
         self.cache = PngCache()
         self.progress = VerifyProgress()
         self._save_lock = threading.Lock()

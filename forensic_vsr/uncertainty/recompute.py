@@ -14,6 +14,8 @@ import numpy as np
 from forensic_vsr.uncertainty.calibration import interval_scale
 from forensic_vsr.uncertainty.exact import ExactMaps, to_gray16
 
+Box = tuple[int, int, int, int]  # x, y, width, height
+
 
 def recomputed_planes(
     exact: ExactMaps, x_hat: np.ndarray, y: np.ndarray | None, vmax: int, names: tuple[str, ...], lam: float | None
@@ -32,9 +34,22 @@ def recomputed_planes(
     return out
 
 
-def recomputed_maps(bundle: Path, evidence: Path | None, maps: dict[str, Any], start: int) -> Iterator[dict[str, np.ndarray]]:
+def evidence_region(plane: np.ndarray, region: Box | None) -> np.ndarray:
+    """The evidence plane the maps were computed from: the whole first plane, or with --roi the
+    step record's region (x, y, width, height, evidence pixels) of it, without the margin (the
+    main operation's input is the region; ops.region.RegionPlan.cut_input)."""
+    if region is None:
+        return plane
+    x, y, w, h = region
+    return plane[y : y + h, x : x + w]
+
+
+def recomputed_maps(
+    bundle: Path, evidence: Path | None, maps: dict[str, Any], start: int, region: Box | None = None
+) -> Iterator[dict[str, np.ndarray]]:
     """Every output frame's recomputed map planes, in order, from the bundle's master (and the
-    evidence frames from `start` on, for R); `maps` is the step record's `maps` entry."""
+    evidence frames from `start` on, for R, cut to `region`: the step record's --roi box);
+    `maps` is the step record's `maps` entry."""
     from forensic_vsr.media import VideoReader, frame_planes, plane_geometry
 
     names = tuple(maps.get("recomputed") or ())
@@ -46,7 +61,7 @@ def recomputed_maps(bundle: Path, evidence: Path | None, maps: dict[str, Any], s
         try:
             frames = (d for d in inputs.frames() if d.index >= start) if inputs is not None else None
             for decoded in master.frames():
-                y = frame_planes(next(frames).frame)[0] if frames is not None else None
+                y = evidence_region(frame_planes(next(frames).frame)[0], region) if frames is not None else None
                 yield recomputed_planes(exact, frame_planes(decoded.frame)[0], y, vmax, names, lam)
         finally:
             if inputs is not None:
