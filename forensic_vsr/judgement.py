@@ -10,7 +10,10 @@ models.cards         every recorded model id, card digest and version, class and
 decision.evidence    the decision was made for the evidence that was ingested;
 policy.rejudged      the recorded recipe (the one step.run ran) judged again under that policy with
                      the auditor's cards gives every rule's recorded outcome and the recorded verdict;
-policy.requirements  what the policy requires of a run's outputs is there and within bounds.
+policy.requirements  what the policy requires of a run's outputs is there and within bounds;
+maps.filters         the filter taps format 3 signs for the recomputed maps (`maps.filters`, which
+                     `fvsr verify` recomputes S and R with) are the taps of the maps' operator at
+                     the recipe's scale, derived here (ops.degrade.axis_filters), not taken on trust.
 
 A check whose input failed an earlier one is not run, and the earlier FAIL line says so. Pure
 functions of the records and the auditor's policies and cards: no weights file is read (a
@@ -24,14 +27,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from forensic_vsr.audit.checks import ChainView, Check
+from forensic_vsr.audit.exact_maps import MapFilters
 from forensic_vsr.audit.records import external_parameters, step_annotations
 from forensic_vsr.audit.step_record import StepRecord
 from forensic_vsr.audit.verify import ExtraCheck
 from forensic_vsr.models.registry import ModelCard, ResolvedModel, registry
 from forensic_vsr.ops.colour import colour_names
+from forensic_vsr.ops.degrade import OPERATOR, axis_filters
 from forensic_vsr.policy import MODES, Policy, builtin_policy, policy_file
 from forensic_vsr.recipe import Recipe, judge_recipe
 from forensic_vsr.resources import POLICIES
@@ -90,6 +96,8 @@ def judge(view: ChainView, auditor: Auditor) -> Iterator[Check]:
     )
     if ingest is not None:
         yield _decision_evidence(decision, step, ingest)
+    if step is not None and (step_annotations(step).get("maps") or {}).get("recomputed"):
+        yield map_filters_check(step)
     if known is None:
         return
     policy, path = known
@@ -125,6 +133,53 @@ def _decision_evidence(decision: dict[str, Any], step: dict[str, Any] | None, in
     if any(d != ingested for d in named):
         return _fail("decision.evidence", f"step.run names evidence sha256 {named[0][:16]}…, evidence.ingest read {ingested[:16]}…")
     return _pass("decision.evidence", f"decision, ingest and step name the same evidence sha256 {ingested[:16]}…")
+
+
+# Signed taps may differ from the ones derived here by this much (times the filter's largest tap):
+# the writer's taps are this same numpy derivation rounded to float32; another machine's LAPACK
+# can give (WWᵀ)⁻¹ other last float64 bits, which round, rarely, to the neighbouring float32 (one
+# ulp, 2^-24 relative). Two ulps move S and R by under 1e-4 levels, far inside maps_check's tolerance.
+TAP_TOLERANCE = 2.0**-23
+
+
+def filter_problems(signed: MapFilters, derived: MapFilters) -> list[str]:
+    """How signed filter taps differ from the derived ones: the same structure (scale, anchors,
+    lengths) and every tap within TAP_TOLERANCE of the filter's largest."""
+    pairs = [("down", signed.down, derived.down), ("inverse", signed.inverse, derived.inverse)]
+    if signed.scale != derived.scale or len(signed.up) != len(derived.up):
+        return [f"scale {signed.scale}, the recipe's {derived.scale}"]
+    if signed.down_anchor != derived.down_anchor or any(a[1] != b[1] for a, b in zip(signed.up, derived.up, strict=True)):
+        return ["anchors other than the operator's"]
+    pairs += [(f"up[{p}]", a[0], b[0]) for p, (a, b) in enumerate(zip(signed.up, derived.up, strict=True))]
+    problems = []
+    for what, got, want in pairs:
+        if got.shape != want.shape:
+            problems.append(f"{what} has {got.size} taps, the operator {want.size}")
+        elif np.any(np.abs(got.astype(np.float64) - want) > TAP_TOLERANCE * float(np.abs(want).max())):
+            worst = int(np.argmax(np.abs(got.astype(np.float64) - want)))
+            problems.append(f"{what}[{worst}] is {float(got[worst])!r}, the operator's {float(want[worst])!r}")
+    return problems
+
+
+def map_filters_check(step: dict[str, Any]) -> Check:
+    """format 3's signed filter taps against the ones the verifier derives from the operator
+    of the maps (every upscale's exact layer uses ops.degrade.OPERATOR) at the recipe's scale."""
+    maps, name = step_annotations(step)["maps"], "maps.filters"
+    if maps.get("operator") != OPERATOR:
+        return _fail(name, f"step.run records the maps' operator {maps.get('operator')!r}; the exact layer's is {OPERATOR!r}")
+    operations = external_parameters(step).get("operations")
+    scale = operations[-1].get("scale") if isinstance(operations, list) and operations and isinstance(operations[-1], dict) else None
+    if not isinstance(scale, int) or isinstance(scale, bool) or not 1 < scale <= 8:
+        return _fail(name, f"maps recomputed for a recipe of scale {scale!r}: only an upscale (x2 to x8) has them")
+    try:
+        signed = MapFilters.from_json(maps.get("filters") if isinstance(maps.get("filters"), dict) else {})
+    except ValueError as exc:
+        return _fail(name, str(exc))
+    f = axis_filters(scale, OPERATOR)
+    problems = filter_problems(signed, MapFilters(f.scale, f.down, f.down_anchor, f.up, f.inverse))
+    if problems:
+        return _fail(name, f"the signed taps are not {OPERATOR} x{scale}'s: {'; '.join(problems)}")
+    return _pass(name, f"the signed taps are {OPERATOR} x{scale}'s, derived again here")
 
 
 def _card_model(card: ModelCard, weights_sha256: str | None, weights_file: Path | None = None) -> ResolvedModel:

@@ -1,0 +1,147 @@
+"""Red team of what `fvsr verify` takes from a format-3 step record: the examiner signs the
+bundle, but a signed field is only the examiner's claim. Each forgery below is re-signed with
+the examiner's own key, with a maps/flagged.json made to match it (the figures recomputed with
+the verifier's own arithmetic, so maps.synthesized and maps.contradiction cannot tell): only a
+check against what the auditor derives or supplies can."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from forensic_vsr.audit.exact_maps import MapFilters, exact_maps
+from forensic_vsr.media import VideoReader, frame_planes
+from tests.helpers import record, run_fvsr, step
+from tests.test_judgement import failing, resign
+
+Annotations = dict[str, Any]
+
+
+@pytest.fixture(scope="module")
+def bundles(tmp_path_factory: pytest.TempPathFactory, keypair: tuple[Path, Path], carphone_distorted: Path) -> dict[str, Path]:
+    """A whole-frame and a --roi format-3 bundle (lanczos x2, 3 frames, maps recomputed)."""
+    out = tmp_path_factory.mktemp("fmt3red")
+    made = {}
+    for name, roi in (("whole", ()), ("region", ("--roi", "40,32,64,48"))):
+        made[name] = out / name
+        run_fvsr(
+            "enhance", carphone_distorted, "-o", made[name], "--key", keypair[0], "--model", "lanczos", "--scale", "2",
+            "--frames", "0:3", "--mode", "investigative", "--no-report", "-q", *roi, check=True,
+        )  # fmt: skip
+    return made
+
+
+def _planes(path: Path, count: int) -> list[np.ndarray]:
+    with VideoReader(path) as reader:
+        return [frame_planes(f.frame)[0] for f, _ in zip(reader.frames(), range(count), strict=False)]
+
+
+def _flagged(bundle: Path, evidence: Path, annotations: Annotations) -> bytes:
+    """flagged.json with every frame's S and R figures as the (forged) annotations make them."""
+    filters = MapFilters.from_json(annotations["maps"]["filters"])
+    flagged = json.loads((bundle / "maps/flagged.json").read_text())
+    threshold = flagged["threshold_levels"]
+    region = annotations.get("region")
+    for fig, x_hat, y in zip(flagged["frames"], _planes(bundle / "output/master.mkv", 3), _planes(evidence, 3), strict=True):
+        if region is not None:
+            y = y[region["y"] : region["y"] + region["height"], region["x"] : region["x"] + region["width"]]
+        s, r = exact_maps(y, x_hat, filters)
+        fig |= {
+            "s_max": round(float(s.max()), 3),
+            "s_mean": round(float(s.mean(dtype=np.float64)), 4),
+            "r_max": round(float(r.max()), 4),
+            "fraction_flagged": round(float(np.count_nonzero(s > threshold)) / s.size, 6),
+        }
+    return json.dumps(flagged).encode()
+
+
+def _forge(bundle: Path, tmp_path: Path, keypair: tuple[Path, Path], evidence: Path, edit: Callable[[Annotations], None]) -> Path:
+    """`bundle` with its step record edited by `edit`, a flagged.json that matches the edit, every
+    digest and signature made again with the examiner's key."""
+    src = tmp_path / "src"
+    shutil.copytree(bundle, src)
+    annotations = copy.deepcopy(step(bundle))
+    edit(annotations)
+    data = _flagged(bundle, evidence, annotations)
+    (src / "maps/flagged.json").write_bytes(data)
+    digest = hashlib.sha256(data).hexdigest()
+    annotations["maps"]["flagged"]["sha256"] = digest
+
+    def records(bodies: dict[str, Any]) -> None:
+        entry = next(f for f in bodies["output.write"]["files"] if f["name"] == "maps/flagged.json")
+        entry["sha256"], entry["size"] = digest, len(data)
+        step_run = bodies["step.run"]
+        step_run["predicate"]["runDetails"]["byproducts"][0]["annotations"] = annotations
+        for subject in step_run["subject"]:
+            if subject["name"] == "maps/flagged.json":
+                subject["digest"]["sha256"] = digest
+
+    return resign(src, tmp_path / "forged", keypair, records)
+
+
+def _verify(bundle: Path, pub: Path, evidence: Path) -> tuple[int, dict[str, list[str]], str]:
+    proc = run_fvsr("verify", bundle, "--pubkey", pub, "--evidence", evidence)
+    return proc.returncode, failing(proc), proc.stdout
+
+
+def _lower_inverse(a: Annotations) -> None:
+    """(AAᵀ)⁻¹'s taps scaled by 0.8: A†A is no longer a projection, S and R come out otherwise."""
+    f = a["maps"]["filters"]
+    f["inverse"] = [float(np.float32(v * 0.8)) for v in f["inverse"]]
+
+
+def test_doctored_filter_taps_fail(bundles: dict[str, Path], keypair: tuple[Path, Path], carphone_distorted: Path, tmp_path: Path) -> None:
+    """Finding 1: S and R were recomputed with the taps the examiner signs. Other taps, with a
+    flagged.json that matches them, recompute alike: maps.filters derives the operator's own."""
+    forged = _forge(bundles["whole"], tmp_path, keypair, carphone_distorted, _lower_inverse)
+    rc, fails, out = _verify(forged, keypair[1], carphone_distorted)
+    assert rc == 1
+    assert list(fails) == ["maps.filters"], out
+    assert "inverse[" in fails["maps.filters"][0] and "bicubic-antialiased x2" in fails["maps.filters"][0]
+    assert "PASS       maps.synthesized" in out and "PASS       maps.contradiction" in out
+
+
+def test_signed_taps_are_judged_in_memory(bundles: dict[str, Path]) -> None:
+    """maps.filters on the signed records edited in memory: the honest taps pass; another
+    operator name, a scale other than the recipe's, a tap moved by 1e-4 or one cut off fail;
+    float32 rounding of the same derivation (one ulp) passes."""
+    from forensic_vsr.audit.records import step_annotations
+    from forensic_vsr.judgement import map_filters_check
+
+    honest = record(bundles["whole"], "step.run")
+
+    def status(edit: Callable[[Annotations], None]) -> str:
+        statement = copy.deepcopy(honest)
+        edit(step_annotations(statement))
+        return map_filters_check(statement).status
+
+    def ulp(a: Annotations) -> None:
+        inv = a["maps"]["filters"]["inverse"]
+        inv[0] = float(np.nextafter(np.float32(inv[0]), np.float32(1)))
+
+    def moved(a: Annotations) -> None:
+        a["maps"]["filters"]["down"][0] += 1e-4
+        a["maps"]["filters"]["down"][0] = float(np.float32(a["maps"]["filters"]["down"][0]))
+
+    def cut(a: Annotations) -> None:
+        a["maps"]["filters"]["inverse"] = a["maps"]["filters"]["inverse"][1:-1]
+
+    def box(a: Annotations) -> None:
+        a["maps"]["operator"] = "box"
+
+    def x4(a: Annotations) -> None:
+        from forensic_vsr.ops.degrade import axis_filters
+
+        f = axis_filters(4)
+        a["maps"]["filters"] = MapFilters(f.scale, f.down, f.down_anchor, f.up, f.inverse).to_json()
+
+    assert status(lambda a: None) == "PASS" and status(ulp) == "PASS"
+    assert [status(e) for e in (moved, cut, box, x4)] == ["FAIL"] * 4
