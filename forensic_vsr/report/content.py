@@ -34,6 +34,28 @@ MAPS_TEXT = (
     "smooth content there; a learned model puts whatever it learned. Contradiction map R = |A+(y - A x)|: where the "
     "output disagrees with the input y. Regions where S exceeds the policy's threshold are flagged and outlined."
 )
+MAPS_TEXT_X1 = (
+    "This operation keeps the frame size (x1): the degradation operator A is the identity, so the synthesized-content "
+    "map S is zero everywhere (every output pixel has an evidence pixel at its place) and says nothing. What matters "
+    "is the change the operation made: R = |x - y|, the output x against the evidence y, in 8-bit levels (the "
+    "contradiction map). Each still shows it in red, with its statistics."
+)
+MAPS_TEXT_TEMPORAL = (
+    " A temporal operation combines each frame with registered neighbours: maps/count.mkv holds how many frames were "
+    "averaged at each pixel and maps/spread.mkv how much they disagreed there (8-bit levels); a neighbour whose "
+    "registration failed was left out, as the table below lists."
+)
+LIMITATIONS_X1 = [
+    "The operation changed the evidence's pixels by the amounts R shows; nothing it adds is new information about the "
+    "scene. A deblurred frame is an estimate that depends on the point spread function assumed: where the true blur "
+    "differs (or varies across the frame), edges can ring or double, and fine detail can be invented by the inversion.",
+    "Where R is large, the output differs most from what the camera recorded: read those regions in the evidence as well.",
+]
+LIMITATIONS_TEMPORAL = [
+    "Averaging registered frames lowers noise only where the scene did not move: moving content is masked or blurred, "
+    "and a misregistered neighbour blurs or doubles edges. Frames whose registration failed were left out (listed in "
+    "Results); where few frames were averaged (count map), the output is close to the single evidence frame.",
+]
 LIMITATIONS = [
     "Single-image super-resolution cannot recover detail that the evidence did not record. Whatever the output shows "
     "in the flagged regions (S above the threshold) is not determined by the evidence and must not be relied on.",

@@ -11,8 +11,13 @@ from typing import Any
 
 OVERVIEW_MAX_PX = 240  # the overview's width in the PDF, in image pixels
 PSF_PANEL_PX = 160
-CROP_KINDS = ("evidence", "enhanced", "overlay")
-CROP_CAPTIONS = {"evidence": "evidence", "enhanced": "enhanced", "overlay": "S overlay (red), flagged regions outlined"}
+CROP_KINDS = ("evidence", "enhanced", "overlay", "change")
+CROP_CAPTIONS = {
+    "evidence": "evidence",
+    "enhanced": "enhanced",
+    "overlay": "S overlay (red), flagged regions outlined",
+    "change": "change made, R (red)",
+}
 
 
 def crop_box(crop: dict[str, Any], kind: str) -> tuple[int, int, int, int]:
@@ -106,7 +111,20 @@ def still_block(bundle: Path, still: dict[str, Any], width: float, st: dict[str,
             f"of the evidence pixels" + ("" if int(crop["scale"]) == 1 else f", x{zoom_out} of the output pixels (output x{crop['scale']})")
         )
         out.append(Paragraph(text, st["small"]))
-    if "enhanced" in files:
+    change = still.get("change")
+    if change:  # x1: the change made, over the whole still
+        out.append(
+            Paragraph(
+                f"Change made R = |enhanced - evidence| over the whole frame (plane 0, 8-bit levels): mean "
+                f"{change['mean_levels']:g}, 99th percentile {change['p99_levels']:g}, maximum {change['max_levels']:g}; "
+                f"{100 * change['fraction_over_threshold']:.2f}% of pixels changed by more than {change['threshold_levels']:g} levels. "
+                f"Red: the change, full red at {change['full_red_levels']:g} levels or more; grey: unchanged.",
+                st["small"],
+            )
+        )
+    region = still.get("region")
+    whole = crop is not None and region is not None and (crop["x"], crop["y"], crop["w"], crop["h"]) == (0, 0, region[2], region[3])
+    if "enhanced" in files and not whole:  # --roi with the crop all of the region: the crop is the whole output frame
         ov = overview(bundle / files["enhanced"]["name"], crop)
         caption = "Whole output frame, reduced" + (", the crop outlined in yellow" if crop is not None else "")
         if crop is None:

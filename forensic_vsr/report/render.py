@@ -3,6 +3,7 @@ the same bundle gives the same PDF bytes."""
 
 from __future__ import annotations
 
+import datetime
 import json
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,11 @@ from typing import Any
 from forensic_vsr import __version__
 from forensic_vsr.report.content import (
     LIMITATIONS,
+    LIMITATIONS_TEMPORAL,
+    LIMITATIONS_X1,
     MAPS_TEXT,
+    MAPS_TEXT_TEMPORAL,
+    MAPS_TEXT_X1,
     NOT_EVIDENTIAL,
     OPERATION_TEXT,
     REFERENCES,
@@ -19,7 +24,17 @@ from forensic_vsr.report.content import (
     short,
 )
 from forensic_vsr.report.figures import psf_block, still_block
-from forensic_vsr.report.tables import all_metadata, parameter_rows, relevant_metadata
+from forensic_vsr.report.tables import (
+    all_metadata,
+    parameter_rows,
+    plain,
+    region_rows,
+    registration_rows,
+    relevant_metadata,
+    timing_rows,
+    value_text,
+    wall_clock,
+)
 
 # The report template's version, recorded in report.generate: bump it with every change to what
 # the report prints or how: verify reads a byte difference as an alteration only in a report of
@@ -31,8 +46,11 @@ from forensic_vsr.report.tables import all_metadata, parameter_rows, relevant_me
 # map, nearest-neighbour zoom, scale bar) and a reduced overview, times in seconds, parameters as
 # tables with units, metadata filtered (the full dump in an appendix), the examiner's name from the
 # report certificate, the PDF's dates from the run's start, the PSF drawn; 7: --roi: the region and
-# the margin taken around it, the whole evidence frame with the region outlined beside each still.
-TEMPLATE_VERSION = 7
+# the margin taken around it, the whole evidence frame with the region outlined beside each still;
+# 8: no raw JSON (decoder damage, round trip, environment as tables), units on metadata, x1 operations
+# show the change made (R, stills/NNNNNN-change.png) with its statistics and x1 texts, temporal
+# operations their registrations (failed ones in the summary), a frame that is two stills shown once.
+TEMPLATE_VERSION = 8
 
 
 def _pdf_canvas(started: str) -> Any:
@@ -127,53 +145,6 @@ def _plot(values: list[float], width: float, height: float) -> Any:
     return d
 
 
-def _timing_rows(ingest: dict[str, Any]) -> list[list[Any]]:
-    """Derived timestamps, discontinuities and repeated frames, where the record has them
-    (records before template 4 do not)."""
-    timing, rows = ingest["timing"], []
-    derived = timing.get("derived")
-    if derived:
-        reason = derived.get("reason", "has none")
-        rows.append(["Timestamps", f"DERIVED: the file {reason}; frame index / {derived['rate']} frames per second ({derived['from']})"])
-    if "discontinuities" in timing:
-        jumps = timing["discontinuities"]
-        total = timing.get("discontinuities_total", len(jumps))
-        text = "none" if not total else f"{total}: " + "; ".join(f"before frame {j['frame']}, {j['gap_s']:+.3f} s" for j in jumps[:5])
-        text += " ..." if total > 5 else ""
-        if any("output_shift" in j for j in jumps):
-            text += " (outputs: frames after a backward jump follow the frame before it, one interval later)"
-        rows.append(["Timestamp discontinuities", text])
-    dup = ingest.get("duplicates")
-    if dup is not None:
-        text = "none" if not dup["frames"] else f"{dup['frames']} frames repeat the frame before them, in {dup['runs_total']} runs: "
-        text += "; ".join(f"frame {r['first']} x{r['length']} at {r['time_s']:.3f} s" for r in dup["runs"][:5]) if dup["frames"] else ""
-        text += " ..." if dup["runs_total"] > 5 else ""
-        rows.append(["Repeated frames (identical pixels)", text])
-    return rows
-
-
-def _region_rows(region: dict[str, Any] | None) -> list[list[Any]]:
-    """--roi: where the outputs lie in the evidence frame, and the margin the operations took."""
-    if not region:
-        return []
-    x, y, w, h = region["x"], region["y"], region["width"], region["height"]
-    taken, crop = region["margin_taken"], region["crop"]
-    by_op = ", ".join(f"{m['op']} {m['margin']}" for m in region["margin_by_operation"])
-    return [
-        [
-            "Region (--roi)",
-            f"evidence pixels x {x} to {x + w - 1}, y {y} to {y + h - 1} ({w} x {h}); every output frame, map and still is this "
-            f"region x{region['scale']} ({region['output']['width']} x {region['output']['height']})",
-        ],
-        [
-            "Margin around the region",
-            f"{region['margin_needed']} evidence pixels needed on each side ({by_op}); taken from the evidence: left {taken['left']}, "
-            f"top {taken['top']}, right {taken['right']}, bottom {taken['bottom']} (less at the frame's border); the operations ran on "
-            f"x {crop['x']}, y {crop['y']}, {crop['width']} x {crop['height']}",
-        ],
-    ]
-
-
 def render(
     bundle: Path,
     records: dict[str, dict[str, Any]],
@@ -251,14 +222,32 @@ def render(
         verb = "processed by " + ", then ".join(o.get("op", o["model"]) for o in pre_ops) + ", then " + verb
     summary = (
         f"The evidence file <b>{_esc(ev['name'])}</b> ({ev['size']} bytes, sha256 {short(ev['sha256'])}) was decoded "
-        + ("(a still image: one frame) and it was " if n_in == 1 else f"({n_in} frames) and output frames {first} to {last} were ")
+        + ("(a still image: one frame) and it was " if n_in == 1 else f"({n_in} frames) and its frames {first} to {last} were ")
         + verb
         + f" with <b>{_esc(model['id'])}</b> (class {model['class']}) in <b>{mode}</b> mode, under policy "
         f"{_esc(decision['policy']['id'])} (sha256 {short(decision['policy']['sha256'])}), which allowed the recipe. The evidence "
         f"file was unchanged by processing (sha256 identical before and after). Every frame is hashed and the hashes are "
         f"committed in signed Merkle trees."
     )
-    if maps:
+    out_count = step["frames"]["count"]
+    if out_count != last - first + 1:
+        summary += f" They gave {out_count} output frames."
+    temporal = step.get("temporal") or {}
+    links = [r for f in temporal.get("per_frame") or [] for r in f.get("registrations") or []]
+    if links:
+        failed = [r for r in links if not r.get("ok")]
+        summary += (
+            f" The temporal operation made {len(links)} registrations of neighbour frames onto the frames they were combined with: "
+            + (
+                f"<b>{len(failed)} registrations failed and those frames were left out</b> (Results lists them)."
+                if failed
+                else "all succeeded."
+            )
+        )
+    x1 = op["scale"] == 1
+    if maps and x1:
+        summary += " The operation keeps the frame size: each still shows the change it made (R) with its statistics."
+    elif maps:
         summary += (
             f" The synthesized-content map flags {flagged['frames_with_flags']} of {step['frames']['count']} frames with regions "
             f"where the output holds more than {flagged['threshold_levels']} grey levels of content the input does not determine "
@@ -295,10 +284,10 @@ def render(
             + aspect(probe.get("sample_aspect_ratio"), probe.get("width"), probe.get("height")),
         ],
         ["Frames decoded", ingest["frames_decoded"]],
-        ["Time base / VFR", f"{probe.get('time_base')} / {ingest['timing'].get('vfr')}"],
-        *_timing_rows(ingest),
-        ["Rotation", ingest.get("rotation")],
-        ["Decoder damage", json.dumps(ingest.get("decode"), sort_keys=True)],
+        ["Time base / variable frame rate", f"{probe.get('time_base')} s / {value_text(ingest['timing'].get('vfr'))}"],
+        *timing_rows(ingest),
+        ["Rotation", f"{ingest.get('rotation')} deg"],
+        ["Decoder damage", plain(ingest.get("decode") or {}) or "-"],
         ["Input frame hashes: Merkle root", ingest["input_framehash"]["merkle_root"]],
     ]
     s.append(_table(rows, [55 * mm, W - 55 * mm], st, mono_cols=(1,)))
@@ -319,7 +308,7 @@ def render(
     s.append(
         _table(
             [["Rule", "Outcome", "Reason"]] + [[r["rule"], r["outcome"], r["reason"]] for r in decision["rules"]],
-            [45 * mm, 22 * mm, W - 67 * mm],
+            [60 * mm, 20 * mm, W - 80 * mm],
             st,
         )
     )
@@ -355,9 +344,9 @@ def render(
             + aspect(probe.get("sample_aspect_ratio"), step["width_out"], step["height_out"])
             + " (the master and the preview carry the evidence's sample aspect ratio and chroma siting)",
         ],
-        *_region_rows(step.get("region")),
+        *region_rows(step.get("region")),
         ["Chroma siting assumed", step.get("chroma_siting_assumed")],
-        ["Lossless round trip", json.dumps(step.get("lossless_round_trip"), sort_keys=True)],
+        ["Lossless round trip", plain(step.get("lossless_round_trip") or {}) or "-"],
     ]
     dc = step.get("data_consistency")
     if dc:
@@ -377,7 +366,8 @@ def render(
     ):
         if step.get(key):
             s.append(Spacer(1, 2 * mm))
-            s.append(_params(parameter_rows(step[key]), W, st, label))
+            shown_rec = {k: v for k, v in step[key].items() if k != "per_frame"} if key == "temporal" else step[key]
+            s.append(_params(parameter_rows(shown_rec), W, st, label))
     for deblur in [step.get("deblur"), *(pre.get("deblur") for pre in step.get("pre_operations") or [])]:
         estimate = (deblur or {}).get("estimate") or {}
         if estimate.get("low_confidence"):  # beside the PSF it warns about, in the words the run printed
@@ -392,18 +382,12 @@ def render(
         s.append(Paragraph("References: " + "; ".join(_esc(r) for r in refs), st["small"]))
 
     s.append(Paragraph("4. Environment", st["h1"]))
-    s.append(
-        _table(
-            [[k, json.dumps(v, sort_keys=True) if not isinstance(v, str) else v] for k, v in sorted(env.items())],
-            [45 * mm, W - 45 * mm],
-            st,
-        )
-    )
+    s.append(_params([r for r in parameter_rows(env) if r[1] != "-"], W, st, "Component"))  # not the CUDA facts of a CPU run
 
     s.append(PageBreak())
     s.append(Paragraph("5. Results", st["h1"]))
     if maps:
-        s.append(Paragraph(_esc(MAPS_TEXT), st["body"]))
+        s.append(Paragraph(_esc((MAPS_TEXT_X1 if x1 else MAPS_TEXT) + (MAPS_TEXT_TEMPORAL if links else "")), st["body"]))
         cal = maps.get("calibration")
         if cal:
             s.append(
@@ -417,10 +401,34 @@ def render(
                     st["body"],
                 )
             )
-    for still in stills:
-        if "frame" not in still:
-            continue
+    clock = wall_clock(exif)
+    if any("time_s" in e for e in stills):
+        s.append(
+            Paragraph(
+                _esc(
+                    "Times: seconds from the evidence's first frame; "
+                    + (
+                        "wall-clock times from the container's " + clock[0] + " (the recording device's clock, as the file states it)."
+                        if clock
+                        else "the container records no wall-clock time (no recording date), so none is given."
+                    )
+                ),
+                st["small"],
+            )
+        )
+    shown: dict[int, dict[str, Any]] = {}  # a frame that is two stills (first and most flagged) is shown once, both labels
+    for entry in stills:
+        if "frame" in entry:
+            first_entry = shown.setdefault(entry["frame"], {**entry, "label": entry["label"]})
+            if first_entry is not entry and entry["label"] not in first_entry["label"]:
+                first_entry["label"] += f", {entry['label']}"
+    for still in shown.values():
         when = f", {still['time_s']:.3f} s from the start of the evidence" if "time_s" in still else ""
+        if clock and "time_s" in still:
+            at = (clock[1] + datetime.timedelta(seconds=still["time_s"])).isoformat(timespec="milliseconds")
+            when += (
+                f" (wall clock {at.replace('+00:00', ' UTC')}: the container's {clock[0]} plus that time; the camera's clock, not checked)"
+            )
         tb = f" (time base {still['time_base']})" if "time_base" in still else ""
         block: list[Any] = [
             Paragraph(
@@ -438,6 +446,9 @@ def render(
         except (OSError, ValueError, KeyError):
             fractions = []
         s.append(KeepTogether([Paragraph("Flagged fraction per frame", st["h2"]), _plot(fractions, W, 55 * mm)]))
+    if links:
+        s.append(Paragraph("Registration of neighbour frames (temporal operation)", st["h2"]))
+        s.append(_table(registration_rows(temporal), [22 * mm, 32 * mm, 28 * mm, 32 * mm, W - 114 * mm], st))
     if dc:
         s.append(Paragraph("Data-consistency residual per frame (RMS, 8-bit levels)", st["h2"]))
         s.append(Paragraph(_esc(", ".join(f"{r:.3f}" for r in dc["rms_residual_per_frame"][:400])), st["small"]))
@@ -468,7 +479,8 @@ def render(
     for c in cmds:
         s.append(Paragraph(_esc(c), st["mono"]))
     s.append(Paragraph("8. Limitations", st["h1"]))
-    for text in LIMITATIONS:
+    deblurred = any(o.get("op") == "deblur" for o in pre_ops) and not x1  # a deblur before SR: its limitation too
+    for text in (LIMITATIONS_X1 if x1 else LIMITATIONS + LIMITATIONS_X1[:1] * deblurred) + (LIMITATIONS_TEMPORAL if links else []):
         s.append(Paragraph("• " + _esc(text), st["body"]))
     if reviews and reviews[0]:
         from forensic_vsr.report.review_section import review_flowables

@@ -83,6 +83,37 @@ def region_overview(frame: Any, region: tuple[int, int, int, int]) -> Any:
     return out
 
 
+CHANGE_FULL_LEVELS = 16.0  # the change panel: full red at this change (8-bit levels), grey below
+
+
+def levels8(plane: Any, bits: int) -> Any:
+    """A plane's samples in 8-bit levels (float32), whatever its bit depth."""
+    import numpy as np
+
+    return plane.astype(np.float32) * (255.0 / (2**bits - 1))
+
+
+def change_panel(enhanced: Any, r: Any, threshold: float) -> tuple[Any, dict[str, Any]]:
+    """x1 operations: the change made, R = |output - evidence| (the contradiction map's value
+    where the operator is the identity), drawn in red over the output in grey (full red at
+    CHANGE_FULL_LEVELS), and its statistics in 8-bit levels."""
+    import cv2
+    import numpy as np
+
+    gray = cv2.cvtColor(enhanced, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    heat = np.clip(r / CHANGE_FULL_LEVELS, 0, 1)
+    img = np.stack([gray * (1 - heat) + 255 * heat, gray * (1 - heat), gray * (1 - heat)], axis=-1)
+    stats = {
+        "mean_levels": round(float(r.mean()), 3),
+        "p99_levels": round(float(np.percentile(r, 99)), 3),
+        "max_levels": round(float(r.max()), 3),
+        "threshold_levels": threshold,
+        "fraction_over_threshold": round(float((r > threshold).mean()), 6),
+        "full_red_levels": CHANGE_FULL_LEVELS,
+    }
+    return np.clip(np.rint(img), 0, 255).astype(np.uint8), stats
+
+
 def make_stills(
     bundle: Path,
     evidence: Path,
@@ -115,7 +146,7 @@ def make_stills(
     wanted = sorted(set(frames.values()))
     out_dir = bundle / "stills"
     out_dir.mkdir(exist_ok=True)
-    grabbed: dict[str, dict[int, Any]] = {"evidence": {}, "enhanced": {}, "s": {}}
+    grabbed: dict[str, dict[int, Any]] = {"evidence": {}, "enhanced": {}, "s": {}, "evidence_luma": {}, "enhanced_luma": {}}
     sources = {
         "evidence": (evidence, start),
         "enhanced": (bundle / "output/master.mkv", 0),
@@ -137,6 +168,7 @@ def make_stills(
                     for i in range(base, base + per_input):
                         if i in wanted:
                             grabbed[kind][i] = decoded.frame.to_ndarray(format="rgb24")
+                            grabbed["evidence_luma"][i] = levels8(frame_planes(decoded.frame)[0], decoded.frame.format.components[0].bits)
                     if base + per_input - 1 >= wanted[-1]:
                         break
                     continue
@@ -146,6 +178,8 @@ def make_stills(
                         grabbed[kind][i] = frame_planes(decoded.frame)[0].astype(np.float32) / map_scale
                     else:
                         grabbed[kind][i] = decoded.frame.to_ndarray(format="rgb24")
+                        if kind == "enhanced":
+                            grabbed["enhanced_luma"][i] = levels8(frame_planes(decoded.frame)[0], decoded.frame.format.components[0].bits)
                         if kind == "enhanced" and recompute_scale:
                             grabbed["s"][i] = recomputed_s(frame_planes(decoded.frame)[0], recompute_scale, decoded.frame.format.name)
                         if kind == "enhanced":
@@ -162,13 +196,19 @@ def make_stills(
     for label, i in sorted(frames.items(), key=lambda kv: (kv[1], kv[0])):
         files = {}
         images = {"evidence": grabbed["evidence"].get(i), "enhanced": grabbed["enhanced"].get(i)}
+        ev_luma, enh_luma = grabbed["evidence_luma"].get(i), grabbed["enhanced_luma"].get(i)
         if region is not None and images["evidence"] is not None:
             images["overview"] = region_overview(images["evidence"], region)
             x, y, w, h = region
             images["evidence"] = np.ascontiguousarray(images["evidence"][y : y + h, x : x + w])
+            ev_luma = ev_luma[y : y + h, x : x + w] if ev_luma is not None and ev_luma.ndim == 2 else None
         s = grabbed["s"].get(i)
         boxes = []
-        if images["enhanced"] is not None and s is not None:
+        change = None
+        x1 = ev_luma is not None and enh_luma is not None and ev_luma.ndim == 2 and ev_luma.shape == enh_luma.shape
+        if x1 and images["enhanced"] is not None:  # S is zero at x1: the panel shows the change made, R
+            images["change"], change = change_panel(images["enhanced"], np.abs(enh_luma - ev_luma), threshold)
+        elif images["enhanced"] is not None and s is not None:
             gray = cv2.cvtColor(images["enhanced"], cv2.COLOR_RGB2GRAY).astype(np.float32)
             heat = np.clip(s / max(threshold, 1e-6), 0, 1)
             overlay = np.stack([gray * (1 - heat) + 255 * heat, gray * (1 - heat), gray * (1 - heat)], axis=-1)
@@ -192,6 +232,8 @@ def make_stills(
         record = {"label": label, "frame": i, "evidence_frame": start + i // per_input, **meta.get(i, {}), "files": files}
         if region is not None:
             record["region"] = list(region)
+        if change is not None:
+            record["change"] = change
         ev, enh = images["evidence"], images["enhanced"]
         if ev is not None and enh is not None:
             sx, sy = enh.shape[1] / ev.shape[1], enh.shape[0] / ev.shape[0]
