@@ -32,8 +32,9 @@ FVSR = str(Path(sys.executable).parent / "fvsr")
 
 
 def run(args: argparse.Namespace, key: Path, out: Path, ray: list[str]) -> tuple[float, float]:
-    """Wall seconds, and CPU seconds of the fvsr process and every process it waited for (with
-    --ray local: the Ray runtime it started and its workers)."""
+    """Wall seconds, and CPU seconds of the fvsr process and the processes it waited for: with
+    --ray local not Ray's worker processes (measured: their CPU seconds, which the step record's
+    segments carry, are not in it), so this is the head's share."""
     cmd = [FVSR, "enhance", str(args.clip), "-o", str(out), "--key", str(key), "--model", args.model]
     t0 = time.perf_counter()
     proc = subprocess.Popen([*cmd, "--frames", f"0:{args.frames}", "-q", *ray], env=ENV, stdout=subprocess.DEVNULL)
@@ -119,7 +120,7 @@ def main() -> None:
     (ROOT / "bench" / "results" / "ray.json").write_text(json.dumps(result, indent=1) + "\n")
     print(
         "| variant | wall (s) | frame pass (s) | time in tasks, summed (s) | speed-up (wall) vs one process "
-        "| CPU s, all processes | CPU s in workers: stages + maps |\n|---|---|---|---|---|---|---|"
+        "| CPU s, fvsr process (head) | CPU s in workers: stages + maps |\n|---|---|---|---|---|---|---|"
     )
     for row in rows:
         w = row["worker_cpu_s"]
