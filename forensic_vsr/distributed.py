@@ -439,8 +439,9 @@ class RaySource:
         for stage, entries in zip(stages, result.per_frame, strict=True):
             stage.per_frame.extend(entries)
         self._extras.update((key, extra) for (key, _, _), extra in zip(result.done, result.extras, strict=True))
-        if (result.maps is None) != (self.map_spec is None) or len(result.maps or result.done) != len(result.done):
-            raise IntegrityError(f"segment {result.index}: {len(result.maps or ())} frames of maps for {len(result.done)} outputs")
+        got, want = None if result.maps is None else len(result.maps), None if self.map_spec is None else len(result.done)
+        if got != want:
+            raise IntegrityError(f"segment {result.index}: the worker computed the maps of {got} frames, {want} expected")
         self._maps.update((key, maps) for (key, _, _), maps in zip(result.done, result.maps or (), strict=False))
 
 

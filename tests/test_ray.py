@@ -23,6 +23,7 @@ import av
 import pytest
 
 from forensic_vsr.bundle.frames import build_stages
+from forensic_vsr.bundle.maps import MapSpec
 from forensic_vsr.distributed import CRASH_HOOK, MAPS_IN_WORKERS, RAY_MISSING, RayOptions, RaySource, SegmentResult, seek_timestamps
 from forensic_vsr.environment import environment_report
 from forensic_vsr.errors import IntegrityError
@@ -255,6 +256,9 @@ def test_a_worker_with_other_libraries_or_devices_is_refused(carphone_distorted:
         source.absorb(stages, dataclasses.replace(ok, worker=other_numpy))
     with pytest.raises(IntegrityError, match=r"devices \['cuda:0'\].*give --device and --batch explicitly"):
         source.absorb(stages, dataclasses.replace(ok, devices=("cuda:0",)))
+    source.use_maps(MapSpec(352, 288, 2, "yuv420p", {}, model))  # the workers were to compute the maps
+    with pytest.raises(IntegrityError, match=r"segment 0: the worker computed the maps of None frames, 0 expected"):
+        source.absorb(stages, ok)
 
 
 def test_workers_seek_only_by_timestamps_that_only_go_forward(single: Callable[[str], Path]) -> None:
