@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from forensic_vsr.audit.exact_maps import MapFilters, exact_maps
-from forensic_vsr.media import VideoReader, frame_planes
+from forensic_vsr.media import VideoReader, frame_planes, plane_geometry
 from tests.helpers import record, run_fvsr, step
 from tests.test_judgement import failing, resign
 
@@ -53,7 +53,7 @@ def _flagged(bundle: Path, evidence: Path, annotations: Annotations) -> bytes:
     for fig, x_hat, y in zip(flagged["frames"], _planes(bundle / "output/master.mkv", 3), _planes(evidence, 3), strict=True):
         if region is not None:
             y = y[region["y"] : region["y"] + region["height"], region["x"] : region["x"] + region["width"]]
-        s, r = exact_maps(y, x_hat, filters)
+        s, r = exact_maps(y, x_hat, filters, plane_geometry(annotations["pix_fmt_in"])[0][2])
         fig |= {
             "s_max": round(float(s.max()), 3),
             "s_mean": round(float(s.mean(dtype=np.float64)), 4),
@@ -145,3 +145,65 @@ def test_signed_taps_are_judged_in_memory(bundles: dict[str, Path]) -> None:
 
     assert status(lambda a: None) == "PASS" and status(ulp) == "PASS"
     assert [status(e) for e in (moved, cut, box, x4)] == ["FAIL"] * 4
+
+
+def _moved_region(a: Annotations) -> None:
+    """The signed --roi region 8 pixels right of the one the recipe (and the policy) names, its crop alike."""
+    a["region"]["x"] += 8
+    a["region"]["crop"]["x"] += 8
+
+
+def test_region_other_than_the_recipes_fails(
+    bundles: dict[str, Path], keypair: tuple[Path, Path], carphone_distorted: Path, tmp_path: Path
+) -> None:
+    """Finding 2: R was recomputed from the evidence cut to the region the step record signs.
+    A region moved away from the recipe's --roi (R then judged on other evidence pixels), with a
+    flagged.json that matches, recomputed alike: region.recorded compares it with the recipe."""
+    forged = _forge(bundles["region"], tmp_path, keypair, carphone_distorted, _moved_region)
+    rc, fails, out = _verify(forged, keypair[1], carphone_distorted)
+    assert rc == 1
+    assert list(fails) == ["region.recorded"], out
+    assert "[48, 32, 64, 48], the recipe that ran [40, 32, 64, 48]" in fails["region.recorded"][0]
+    assert "PASS       maps.contradiction" in out
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda r: r.update(scale=4),
+        lambda r: r.update(output={"width": 256, "height": 192}),
+        lambda r: r["crop"].update(width=r["crop"]["width"] + 2),
+        lambda r: r.update(margin_needed=0),
+        lambda r: r["margin_by_operation"].clear(),
+        lambda r: r["margin_taken"].update(left=2) or r["crop"].update(x=r["x"] - 2, width=r["crop"]["width"] - 6),
+        lambda r: r["margin_taken"].update(top="8"),
+        lambda r: r.update(x=10**18),
+    ],
+    ids=["scale", "output", "crop", "needed", "operations", "short-margin", "string", "huge"],
+)
+def test_region_record_is_judged_in_memory(bundles: dict[str, Path], edit: Callable[[dict[str, Any]], None]) -> None:
+    """region.recorded on the signed record edited in memory: every field that disagrees with the
+    recipe or with the rest of the region is one FAIL line (never an exception)."""
+    from forensic_vsr.audit.records import step_annotations
+    from forensic_vsr.judgement import region_check
+
+    statement = record(bundles["region"], "step.run")
+    assert region_check(statement).status == "PASS"
+    edit(step_annotations(statement)["region"])
+    check = region_check(statement)
+    assert check.status == "FAIL" and check.reason
+
+
+def test_claimed_bit_depth_fails(bundles: dict[str, Path], keypair: tuple[Path, Path], carphone_distorted: Path, tmp_path: Path) -> None:
+    """Finding 4: S and R were scaled to 8-bit levels by the bit depth of the pix_fmt_in the step
+    record claims. 8-bit evidence and master claimed as 10-bit make S and R a quarter (a
+    flagged.json that matches): the formats are read from the decoded master and evidence."""
+
+    def ten_bit(a: Annotations) -> None:
+        a["pix_fmt_in"] = a["pix_fmt_out"] = "yuv420p10le"
+
+    forged = _forge(bundles["whole"], tmp_path, keypair, carphone_distorted, ten_bit)
+    rc, fails, out = _verify(forged, keypair[1], carphone_distorted)
+    assert rc == 1
+    assert "maps.recomputed" in fails, out
+    assert "yuv420p10le" in fails["maps.recomputed"][0] and "yuv420p" in fails["maps.recomputed"][0]

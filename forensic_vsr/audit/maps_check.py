@@ -55,13 +55,23 @@ def _fraction_bounds(s: np.ndarray, threshold: float) -> tuple[float, float]:
     return float(np.count_nonzero(s > threshold + TOLERANCE_LEVELS)) / n, float(np.count_nonzero(s > threshold - TOLERANCE_LEVELS)) / n
 
 
-def _frames(path: Path, decoder: DecoderSettings | None, start: int, rate: Fraction | None) -> Iterator[np.ndarray]:
-    """The first plane of every frame from `start` on."""
+def _frames(path: Path, decoder: DecoderSettings | None, start: int, rate: Fraction | None) -> Iterator[tuple[str, np.ndarray]]:
+    """The pixel format and the first plane of every frame from `start` on."""
     reader = VideoReader(path, decoder, rate) if decoder is not None else VideoReader(path)
     with reader:
         for decoded in reader.frames():
             if decoded.index >= start:
-                yield frame_planes(decoded.frame)[0]
+                yield decoded.frame.format.name, frame_planes(decoded.frame)[0]
+
+
+def _format_problem(pix_fmt_in: str, vmax: int, master: str, evidence: str | None) -> str | None:
+    """Why the samples cannot be scaled to 8-bit levels by the recorded pix_fmt_in: the bit depth
+    is read from the decoded master and evidence, not taken from the record."""
+    if plane_geometry(master)[0][2] != vmax:
+        return f"{MASTER} decodes as {master}, step.run records pix_fmt_in {pix_fmt_in} (another bit depth)"
+    if evidence is not None and evidence != pix_fmt_in:
+        return f"the evidence decodes as {evidence}, step.run records pix_fmt_in {pix_fmt_in}"
+    return None
 
 
 def _region(region: Any, scale: int) -> tuple[int, int, int, int] | None:
@@ -133,7 +143,7 @@ def recomputed_checks(
     vmax = plane_geometry(summary["pix_fmt_in"])[0][2]
     s_check, r_check = _Worst("synthesized"), _Worst("contradiction")
     masters = _frames(bundle / MASTER, None, 0, None)
-    inputs: Iterator[np.ndarray | None] = itertools.repeat(None)
+    inputs: Iterator[tuple[str, np.ndarray] | None] = itertools.repeat(None)
     if evidence is not None and ingest is not None:
         derived = (ingest.get("timing") or {}).get("derived") or {}
         rate = Fraction(str(derived["rate"])) if str(derived.get("from", "")).startswith("--rate") and derived.get("rate") else None
@@ -144,9 +154,19 @@ def recomputed_checks(
         yield Check.failed("maps.recomputed", str(exc))
         return
     seen = 0
-    for i, (x_hat, y, fig) in enumerate(zip(masters, inputs, per_frame, strict=False)):
+    for i, ((master_fmt, x_hat), decoded, fig) in enumerate(zip(masters, inputs, per_frame, strict=False)):
+        y_fmt, y = decoded if decoded is not None else (None, None)
+        problem = _format_problem(summary["pix_fmt_in"], vmax, master_fmt, y_fmt)
+        if problem:
+            yield Check.failed("maps.recomputed", f"frame {i}: {problem}")
+            return
         if x_hat.ndim != 2 or not filters.fits(*x_hat.shape):
             yield Check.failed("maps.recomputed", f"frame {i} of {MASTER} is {x_hat.shape}: not a plane the signed filters apply to")
+            return
+        if y is not None and box is None and (y.shape[0] * filters.scale, y.shape[1] * filters.scale) != x_hat.shape:
+            yield Check.failed(
+                "maps.recomputed", f"frame {i}: the evidence plane {y.shape} times {filters.scale} is not the master's {x_hat.shape}"
+            )
             return
         if y is not None and box is not None:
             y, problem = _cut(y, box, x_hat.shape, filters.scale)
