@@ -144,6 +144,7 @@ def _decision_evidence(decision: dict[str, Any], step: dict[str, Any] | None, in
 # can give (WWᵀ)⁻¹ other last float64 bits, which round, rarely, to the neighbouring float32 (one
 # ulp, 2^-24 relative). Two ulps move S and R by under 1e-4 levels, far inside maps_check's tolerance.
 TAP_TOLERANCE = 2.0**-23
+MAP_NAMES = ("synthesized", "contradiction")  # the exact layer's maps, which every run with maps has
 
 
 def filter_problems(signed: MapFilters, derived: MapFilters) -> list[str]:
@@ -442,10 +443,18 @@ def requirements(
         maps = summary.maps
         named = [] if not maps else [n for e in maps["files"].values() for n in (e["video"], e["framehash"])] + [maps["flagged"]["file"]]
         missing = [n for n in named if n not in files]
-        if not maps or missing:
+        # S and R each stored (maps.files) or left to verify's recomputation (format 3): a map in neither has nothing to check
+        absent = [] if not maps else sorted(set(MAP_NAMES) - set(maps["files"]) - set(maps.get("recomputed") or {}))
+        if not maps or missing or absent:
             problems.append(
                 f"policy {policy.data['id']} requires uncertainty maps; "
-                + (f"output.write lacks {', '.join(missing)}" if maps else "step.run records none")
+                + (
+                    f"output.write lacks {', '.join(missing)}"
+                    if missing
+                    else f"step.run neither stores nor recomputes {', '.join(absent)}"
+                    if maps
+                    else "step.run records none"
+                )
             )
     if rules["report_required"] and report is None:
         problems.append(f"policy {policy.data['id']} requires the report; there is no report.generate record")

@@ -207,3 +207,26 @@ def test_claimed_bit_depth_fails(bundles: dict[str, Path], keypair: tuple[Path, 
     assert rc == 1
     assert "maps.recomputed" in fails, out
     assert "yuv420p10le" in fails["maps.recomputed"][0] and "yuv420p" in fails["maps.recomputed"][0]
+
+
+@pytest.mark.parametrize("names", [["interval"], []])
+def test_required_maps_neither_stored_nor_recomputed_fail(bundles: dict[str, Path], names: list[str]) -> None:
+    """Finding 3: a policy that requires uncertainty maps was satisfied by flagged.json alone when
+    maps.files is empty (format 3) and maps.recomputed leaves S and R out: nothing checkable of
+    them is left. policy.requirements names them (the evidential policy on the signed records)."""
+    from forensic_vsr.audit.records import step_annotations
+    from forensic_vsr.judgement import requirements
+    from forensic_vsr.models.registry import registry
+    from forensic_vsr.policy import builtin_policy
+
+    b = bundles["whole"]
+    statement, decision, written = record(b, "step.run"), record(b, "policy.decision"), record(b, "output.write")
+
+    def problems(st: dict[str, Any]) -> list[str]:
+        checks = requirements(builtin_policy("evidential"), decision, st, None, written, registry([]))
+        return [c.reason for c in checks if "uncertainty maps" in c.reason]
+
+    assert problems(statement) == []
+    maps = step_annotations(statement)["maps"]
+    maps["recomputed"] = {n: maps["recomputed"][n] for n in names}
+    assert problems(statement) == ["policy evidential requires uncertainty maps; step.run neither stores nor recomputes contradiction, synthesized"]
