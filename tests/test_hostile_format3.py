@@ -229,4 +229,6 @@ def test_required_maps_neither_stored_nor_recomputed_fail(bundles: dict[str, Pat
     assert problems(statement) == []
     maps = step_annotations(statement)["maps"]
     maps["recomputed"] = {n: maps["recomputed"][n] for n in names}
-    assert problems(statement) == ["policy evidential requires uncertainty maps; step.run neither stores nor recomputes contradiction, synthesized"]
+    assert problems(statement) == [
+        "policy evidential requires uncertainty maps; step.run neither stores nor recomputes contradiction, synthesized"
+    ]
