@@ -15,7 +15,7 @@ CROP_KINDS = ("evidence", "enhanced", "overlay", "change")
 CROP_CAPTIONS = {
     "evidence": "evidence",
     "enhanced": "enhanced",
-    "overlay": "S overlay (red), flagged regions outlined",
+    "overlay": "S (red), flagged regions outlined",
     "change": "change made, R (red)",
 }
 
