@@ -14,6 +14,8 @@ policy.requirements  what the policy requires of a run's outputs is there and wi
 maps.filters         the filter taps format 3 signs for the recomputed maps (`maps.filters`, which
                      `fvsr verify` recomputes S and R with) are the taps of the maps' operator at
                      the recipe's scale, derived here (ops.degrade.axis_filters), not taken on trust;
+frames.range         format 3: the evidence frames step.run signs (whence verify recomputes R) are
+                     the recipe's --frames;
 region.recorded      --roi: the region step.run signs (which verify cuts the evidence to for R) is
                      the recipe's, at its scale, and its output and crop follow from it.
 
@@ -34,6 +36,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from forensic_vsr.audit.checks import ChainView, Check
 from forensic_vsr.audit.exact_maps import MapFilters
+from forensic_vsr.audit.geometry import frame_range_check, region_check
 from forensic_vsr.audit.records import external_parameters, step_annotations
 from forensic_vsr.audit.step_record import StepRecord
 from forensic_vsr.audit.verify import ExtraCheck
@@ -100,6 +103,7 @@ def judge(view: ChainView, auditor: Auditor) -> Iterator[Check]:
         yield _decision_evidence(decision, step, ingest)
     if step is not None and (step_annotations(step).get("maps") or {}).get("recomputed"):
         yield map_filters_check(step)
+        yield frame_range_check(step, ingest)
     if step is not None and (step_annotations(step).get("region") is not None or external_parameters(step).get("region") is not None):
         yield region_check(step)
     if known is None:
@@ -185,76 +189,6 @@ def map_filters_check(step: dict[str, Any]) -> Check:
     if problems:
         return _fail(name, f"the signed taps are not {OPERATOR} x{scale}'s: {'; '.join(problems)}")
     return _pass(name, f"the signed taps are {OPERATOR} x{scale}'s, derived again here")
-
-
-def region_problems(region: Any, recipe: dict[str, Any], width_out: Any, height_out: Any) -> list[str]:
-    """How step.run's signed --roi region disagrees with the recipe that ran (`recipe`, its
-    external parameters) and with itself: the box is the recipe's region, the scale the main
-    operation's, the output the box times the scale and the step's output size, the crop the box
-    widened by the margin taken, the margins those of the recipe's operations. (The margin each
-    operation needs is its stage's to say; verify does not recompute output pixels, --reproduce does.)"""
-    wanted = recipe.get("region")
-    if not isinstance(region, dict):
-        return [f"step.run records region {region!r}, the recipe {wanted!r}"]
-    box = [region.get(k) for k in ("x", "y", "width", "height")]
-    if box != wanted:
-        return [f"step.run records the region {box!r}, the recipe that ran {wanted!r}"]
-    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in box):
-        return [f"the region {box!r} is not four whole numbers >= 0"]
-    x, y, w, h = (int(v or 0) for v in box)  # whole numbers, checked above
-    operations = recipe.get("operations") or [{}]
-    scale = operations[-1].get("scale") if isinstance(operations[-1], dict) else None
-    if region.get("scale") != scale or not isinstance(scale, int):
-        return [f"region {x},{y} {w}x{h} recorded at scale {region.get('scale')!r}, the recipe's {scale!r}"]
-    out = {"width": w * scale, "height": h * scale}
-    problems = (
-        []
-        if region.get("output") == out == {"width": width_out, "height": height_out}
-        else [
-            f"region {w}x{h} x{scale} is {out['width']}x{out['height']}; step.run records output {region.get('output')!r}, "
-            f"frames {width_out!r}x{height_out!r}"
-        ]
-    )
-    crop, taken, needed = region.get("crop"), region.get("margin_taken"), region.get("margin_needed")
-    by_op = region.get("margin_by_operation")
-    ops = [(op.get("op"), op.get("model")) for op in operations if isinstance(op, dict)]
-    if (
-        not isinstance(by_op, list)
-        or [(m.get("op"), m.get("model")) for m in by_op if isinstance(m, dict)] != ops
-        or len(by_op) != len(ops)
-    ):
-        return [*problems, f"the margins are recorded for {by_op!r}, not for the recipe's operations {ops!r}"]
-    margins = [m.get("margin") for m in by_op]
-    if not all(isinstance(m, int) and not isinstance(m, bool) and m >= 0 for m in margins) or needed != sum(margins):
-        return [*problems, f"margin_needed {needed!r} is not the sum of the operations' margins {margins!r}"]
-    sides = ("left", "top", "right", "bottom")
-    if not isinstance(taken, dict) or not all(isinstance(taken.get(k), int) and taken[k] >= 0 for k in sides) or not isinstance(crop, dict):
-        return [*problems, f"margin taken {taken!r}, crop {crop!r}: not whole numbers"]
-    expect = {
-        "x": x - taken["left"],
-        "y": y - taken["top"],
-        "width": w + taken["left"] + taken["right"],
-        "height": h + taken["top"] + taken["bottom"],
-    }
-    if crop != expect or expect["x"] < 0 or expect["y"] < 0:
-        problems.append(f"the crop {crop!r} is not the region widened by the margin taken {taken!r}")
-    short = [k for k, at in (("left", expect["x"]), ("top", expect["y"])) if taken[k] < needed and at != 0]
-    if short:
-        problems.append(f"less margin than needed ({needed}) taken on the {' and '.join(short)} side(s) away from the frame's border")
-    return problems
-
-
-def region_check(step: dict[str, Any]) -> Check:
-    """step.run's --roi region against the recipe that ran (`region_problems`)."""
-    summary = step_annotations(step)
-    problems = region_problems(summary.get("region"), external_parameters(step), summary.get("width_out"), summary.get("height_out"))
-    if problems:
-        return _fail("region.recorded", "; ".join(problems))
-    r = summary["region"]
-    return _pass(
-        "region.recorded",
-        f"the region {r['x']},{r['y']} {r['width']}x{r['height']} is the recipe's --roi; its output and crop follow from it",
-    )
 
 
 def _card_model(card: ModelCard, weights_sha256: str | None, weights_file: Path | None = None) -> ResolvedModel:
@@ -456,6 +390,12 @@ def requirements(
                     else "step.run records none"
                 )
             )
+    threshold = float(rules.get("flag_threshold_levels", 8.0))  # the policy engine's default (policy.py)
+    if summary.maps and summary.maps["flagged"].get("threshold_levels") != threshold:
+        problems.append(
+            f"policy {policy.data['id']} flags S above {threshold} levels; step.run's flagged regions (and the flagged fraction"
+            f" verify recomputes) are at {summary.maps['flagged'].get('threshold_levels')!r}"
+        )
     if rules["report_required"] and report is None:
         problems.append(f"policy {policy.data['id']} requires the report; there is no report.generate record")
     dc = rules["data_consistency"]

@@ -27,10 +27,10 @@ Annotations = dict[str, Any]
 
 @pytest.fixture(scope="module")
 def bundles(tmp_path_factory: pytest.TempPathFactory, keypair: tuple[Path, Path], carphone_distorted: Path) -> dict[str, Path]:
-    """A whole-frame and a --roi format-3 bundle (lanczos x2, 3 frames, maps recomputed)."""
+    """A whole-frame and a --roi format-3 bundle (lanczos x2, 3 frames, maps recomputed), and one without maps."""
     out = tmp_path_factory.mktemp("fmt3red")
     made = {}
-    for name, roi in (("whole", ()), ("region", ("--roi", "40,32,64,48"))):
+    for name, roi in (("whole", ()), ("region", ("--roi", "40,32,64,48")), ("nomaps", ("--no-maps",))):
         made[name] = out / name
         run_fvsr(
             "enhance", carphone_distorted, "-o", made[name], "--key", keypair[0], "--model", "lanczos", "--scale", "2",
@@ -39,9 +39,9 @@ def bundles(tmp_path_factory: pytest.TempPathFactory, keypair: tuple[Path, Path]
     return made
 
 
-def _planes(path: Path, count: int) -> list[np.ndarray]:
+def _planes(path: Path, count: int, start: int = 0) -> list[np.ndarray]:
     with VideoReader(path) as reader:
-        return [frame_planes(f.frame)[0] for f, _ in zip(reader.frames(), range(count), strict=False)]
+        return [frame_planes(f.frame)[0] for f in reader.frames() if start <= f.index < start + count]
 
 
 def _flagged(bundle: Path, evidence: Path, annotations: Annotations) -> bytes:
@@ -50,7 +50,8 @@ def _flagged(bundle: Path, evidence: Path, annotations: Annotations) -> bytes:
     flagged = json.loads((bundle / "maps/flagged.json").read_text())
     threshold = flagged["threshold_levels"]
     region = annotations.get("region")
-    for fig, x_hat, y in zip(flagged["frames"], _planes(bundle / "output/master.mkv", 3), _planes(evidence, 3), strict=True):
+    evidence_planes = _planes(evidence, 3, annotations["frames"]["start"])
+    for fig, x_hat, y in zip(flagged["frames"], _planes(bundle / "output/master.mkv", 3), evidence_planes, strict=True):
         if region is not None:
             y = y[region["y"] : region["y"] + region["height"], region["x"] : region["x"] + region["width"]]
         s, r = exact_maps(y, x_hat, filters, plane_geometry(annotations["pix_fmt_in"])[0][2])
@@ -184,8 +185,8 @@ def test_region_other_than_the_recipes_fails(
 def test_region_record_is_judged_in_memory(bundles: dict[str, Path], edit: Callable[[dict[str, Any]], None]) -> None:
     """region.recorded on the signed record edited in memory: every field that disagrees with the
     recipe or with the rest of the region is one FAIL line (never an exception)."""
+    from forensic_vsr.audit.geometry import region_check
     from forensic_vsr.audit.records import step_annotations
-    from forensic_vsr.judgement import region_check
 
     statement = record(bundles["region"], "step.run")
     assert region_check(statement).status == "PASS"
@@ -231,4 +232,81 @@ def test_required_maps_neither_stored_nor_recomputed_fail(bundles: dict[str, Pat
     maps["recomputed"] = {n: maps["recomputed"][n] for n in names}
     assert problems(statement) == [
         "policy evidential requires uncertainty maps; step.run neither stores nor recomputes contradiction, synthesized"
+    ]
+
+
+def test_recorded_output_size_is_the_masters(
+    bundles: dict[str, Path], keypair: tuple[Path, Path], carphone_distorted: Path, tmp_path: Path
+) -> None:
+    """Finding 5: step.run's width_out x height_out (the frame review annotations are bounded by)
+    was never compared with the master: doubled, re-signed, it PASSed. frames.geometry decodes it."""
+
+    def doubled(a: Annotations) -> None:
+        a["width_out"], a["height_out"] = 2 * a["width_out"], 2 * a["height_out"]
+
+    forged = _forge(bundles["whole"], tmp_path, keypair, carphone_distorted, doubled)
+    rc, fails, out = _verify(forged, keypair[1], carphone_distorted)
+    assert rc == 1
+    assert list(fails) == ["frames.geometry", "report_checks", "judgement"], out  # the extras are then not run
+    assert "decodes to 352x288 frames, step.run records 704x576" in fails["frames.geometry"][0]
+
+
+def test_frame_range_other_than_the_recipes_fails(
+    bundles: dict[str, Path], keypair: tuple[Path, Path], carphone_distorted: Path, tmp_path: Path
+) -> None:
+    """Finding 6: R was recomputed from the evidence frames from the step record's frames.start
+    on. The range shifted by one (the master then paired with other evidence frames), with a
+    flagged.json that matches, recomputed alike: frames.range compares it with the recipe's --frames."""
+
+    def shifted(a: Annotations) -> None:
+        a["frames"]["start"], a["frames"]["end"] = 1, 4
+
+    forged = _forge(bundles["whole"], tmp_path, keypair, carphone_distorted, shifted)
+    rc, fails, out = _verify(forged, keypair[1], carphone_distorted)
+    assert rc == 1
+    assert list(fails) == ["frames.range"], out
+    assert "1:4" in fails["frames.range"][0] and "0:3" in fails["frames.range"][0]
+    assert "PASS       maps.contradiction" in out
+
+
+def test_recorded_pixel_format_is_the_evidences(
+    bundles: dict[str, Path], keypair: tuple[Path, Path], carphone_distorted: Path, tmp_path: Path
+) -> None:
+    """Finding 7: which colour planes verify judges (judgement.colour_consistency_problems) follows
+    step.run's pix_fmt_in, never compared with the evidence: yuv420p evidence recorded as gbrp
+    (or RGB as YUV, skipping the per-plane checks) PASSed with --evidence. evidence.pix_fmt decodes it."""
+
+    def gbrp(bodies: dict[str, Any]) -> None:
+        bodies["step.run"]["predicate"]["runDetails"]["byproducts"][0]["annotations"]["pix_fmt_in"] = "gbrp"
+
+    forged = resign(bundles["nomaps"], tmp_path / "forged", keypair, gbrp)
+    rc, fails, out = _verify(forged, keypair[1], carphone_distorted)
+    assert rc == 1
+    assert list(fails) == ["evidence.pix_fmt"], out
+    assert "decodes to yuv420p frames, step.run records pix_fmt_in 'gbrp'" in fails["evidence.pix_fmt"][0]
+    rc, _, out = _verify(bundles["nomaps"], keypair[1], carphone_distorted)
+    assert rc == 0 and "PASS       evidence.pix_fmt" in out
+
+
+def test_flag_threshold_is_the_policys(bundles: dict[str, Path]) -> None:
+    """Finding 8: the flagged fraction verify recomputes is counted above the threshold step.run
+    signs (maps.flagged.threshold_levels), never compared with the policy's flag_threshold_levels:
+    signed at 1000 levels, nothing is ever flagged, and the recomputation agrees."""
+    from forensic_vsr.audit.records import step_annotations
+    from forensic_vsr.judgement import requirements
+    from forensic_vsr.models.registry import registry
+    from forensic_vsr.policy import builtin_policy
+
+    b = bundles["whole"]
+    statement, decision, written = record(b, "step.run"), record(b, "policy.decision"), record(b, "output.write")
+
+    def problems(st: dict[str, Any]) -> list[str]:
+        checks = requirements(builtin_policy("investigative"), decision, st, None, written, registry([]))
+        return [c.reason for c in checks if c.status == "FAIL"]
+
+    assert problems(statement) == []
+    step_annotations(statement)["maps"]["flagged"]["threshold_levels"] = 1000.0
+    assert problems(statement) == [
+        "policy investigative flags S above 8.0 levels; step.run's flagged regions"
+        " (and the flagged fraction verify recomputes) are at 1000.0"
     ]

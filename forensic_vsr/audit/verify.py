@@ -33,6 +33,7 @@ from forensic_vsr.audit.bundle_format import (
 from forensic_vsr.audit.chain import read_chain
 from forensic_vsr.audit.checks import ChainView, Check, guarded
 from forensic_vsr.audit.completeness import unfinished_run
+from forensic_vsr.audit.geometry import evidence_format, master_geometry
 from forensic_vsr.audit.maps_check import recomputed_checks
 from forensic_vsr.audit.records import step_annotations
 from forensic_vsr.audit.review import review_checks, review_files
@@ -302,6 +303,7 @@ def _frames(run: _Run) -> Iterator[Check]:
         "frames.master_decode",
         lambda: [_compare_lines("frames.master_decode", f"{MASTER} decoded now", _decode_lines(bundle / MASTER), "output.framehash", out)],
     )
+    yield from guarded("frames.geometry", lambda: [master_geometry(bundle / MASTER, step_annotations(step))])
 
 
 def _maps(run: _Run) -> Iterator[Check]:
@@ -424,6 +426,9 @@ def _evidence(run: _Run, evidence: Path) -> Iterator[Check]:
         "input.framehash",
         recorded,
     )
+    step = run.view.first("step.run")
+    if step is not None:  # the colour planes verify judges (judgement) follow pix_fmt_in: the file's, not the record's
+        yield evidence_format(evidence, decoder, step_annotations(step).get("pix_fmt_in"))
 
 
 def _extra(run: _Run, extra: ExtraCheck) -> Iterator[Check]:
