@@ -16,6 +16,7 @@ maps.filters         the filter taps format 3 signs for the recomputed maps (`ma
                      the recipe's scale, derived here (ops.degrade.axis_filters), not taken on trust;
 frames.range         format 3: the evidence frames step.run signs (whence verify recomputes R) are
                      the recipe's --frames;
+maps.calibration     format 3: the lambda of the interval left to whoever shows it is the card's;
 region.recorded      --roi: the region step.run signs (which verify cuts the evidence to for R) is
                      the recipe's, at its scale, and its output and crop follow from it.
 
@@ -110,7 +111,15 @@ def judge(view: ChainView, auditor: Auditor) -> Iterator[Check]:
         return
     policy, path = known
     if not problems:
-        yield from rejudged(decision, step, ingest, models, path)
+        judged = list(rejudged(decision, step, ingest, models, path))
+        yield from judged
+        # the interval's calibration is the card's of the model that ran: judged once that model is
+        if (
+            step is not None
+            and all(c.ok for c in judged)
+            and "interval" in ((step_annotations(step).get("maps") or {}).get("recomputed") or {})
+        ):
+            yield calibration_check(step, auditor.cards)
     written = view.first("output.write")
     if written is not None and step is not None:
         yield from requirements(policy, decision, step, view.first("report.generate"), written, auditor.cards)
@@ -189,6 +198,25 @@ def map_filters_check(step: dict[str, Any]) -> Check:
     if problems:
         return _fail(name, f"the signed taps are not {OPERATOR} x{scale}'s: {'; '.join(problems)}")
     return _pass(name, f"the signed taps are {OPERATOR} x{scale}'s, derived again here")
+
+
+CALIBRATION_KEYS = ("lambda", "alpha", "delta", "tiles", "scale_formula", "method")  # what bundle/maps.py records of a card's
+
+
+def calibration_check(step: dict[str, Any], cards: dict[str, ModelCard]) -> Check:
+    """format 3 leaves the interval lambda * u to whoever shows it, with the lambda step.run signs
+    (maps.calibration): it must be the auditor's card's for the main model at the recipe's scale."""
+    name, recorded = "maps.calibration", step_annotations(step)["maps"].get("calibration")
+    main = (external_parameters(step).get("operations") or [{}])[-1]
+    card = cards.get(str(main.get("model"))) if isinstance(main, dict) else None
+    if card is None:
+        return _fail(name, f"the interval is recomputed with a signed lambda; no card for {main!r} to take it from")
+    want = card.data.get("uncertainty", {}).get(f"x{main.get('scale')}") or {}
+    differ = [k for k in CALIBRATION_KEYS if not isinstance(recorded, dict) or recorded.get(k) != want.get(k)]
+    if differ:
+        got = {k: recorded.get(k) for k in differ} if isinstance(recorded, dict) else recorded
+        return _fail(name, f"step.run's calibration {got!r}, card {card.id}'s x{main.get('scale')} { ({k: want.get(k) for k in differ})!r}")
+    return _pass(name, f"lambda {want['lambda']} is card {card.id}'s x{main.get('scale')} calibration")
 
 
 def _card_model(card: ModelCard, weights_sha256: str | None, weights_file: Path | None = None) -> ResolvedModel:

@@ -310,3 +310,20 @@ def test_flag_threshold_is_the_policys(bundles: dict[str, Path]) -> None:
         "policy investigative flags S above 8.0 levels; step.run's flagged regions"
         " (and the flagged fraction verify recomputes) are at 1000.0"
     ]
+
+
+def test_interval_lambda_is_the_cards(
+    bundles: dict[str, Path], keypair: tuple[Path, Path], carphone_distorted: Path, tmp_path: Path
+) -> None:
+    """Finding 9: format 3 stores no interval; whoever shows it computes lambda * u with the lambda
+    step.run signs (maps.calibration), which nothing compared with the card: a hundredth of it,
+    re-signed, PASSed. maps.calibration takes it from the auditor's card."""
+
+    def narrow(a: Annotations) -> None:
+        a["maps"]["calibration"]["lambda"] = round(a["maps"]["calibration"]["lambda"] / 100, 4)
+
+    forged = _forge(bundles["whole"], tmp_path, keypair, carphone_distorted, narrow)
+    rc, fails, out = _verify(forged, keypair[1], carphone_distorted)
+    assert rc == 1
+    assert list(fails) == ["maps.calibration"], out
+    assert "{'lambda': 0.0255}" in fails["maps.calibration"][0] and "{'lambda': 2.55}" in fails["maps.calibration"][0]
