@@ -62,7 +62,10 @@ def cluster() -> Iterator[tuple[str, dict[str, str]]]:
     """`ray start --head --block` on 127.0.0.1 with 2 CPUs, its own temp dir and a fresh token;
     stopped by signalling that process (which stops what it started), never `ray stop`."""
     tmp = tempfile.mkdtemp(prefix="fvsr-ray-", dir="/tmp")  # short: Ray's socket paths must fit
-    env = {**os.environ, "RAY_TMPDIR": tmp, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+    # only Ray's own variables go to the clients: a copy of os.environ would carry whatever
+    # FVSR_KEY_PASSPHRASE the calling shell exports (make exports the demo's) over the tests' one
+    ray_env = {"RAY_TMPDIR": tmp, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+    env = {**os.environ, **ray_env}
     port = _free_port()
     ray_cli = Path(sys.executable).with_name("ray")
     head = subprocess.Popen(
@@ -82,7 +85,7 @@ def cluster() -> Iterator[tuple[str, dict[str, str]]]:
                 if time.monotonic() > deadline or head.poll() is not None:
                     pytest.fail("the Ray head did not start", pytrace=False)
                 time.sleep(0.2)
-        yield f"127.0.0.1:{port}", env
+        yield f"127.0.0.1:{port}", ray_env
     finally:
         head.send_signal(signal.SIGTERM)
         try:
