@@ -19,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from forensic_vsr.bundle.master import FFV1_OPTIONS, PREVIEW_OPTIONS
+
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "FVSR_KEY_PASSPHRASE": "bench-passphrase"}
 FVSR = str(Path(sys.executable).parent / "fvsr")
@@ -39,6 +41,11 @@ def timed(cmd: list[str], label: str = "") -> float:
     return wall
 
 
+def encoder_args(codec: str, options: dict[str, str]) -> list[str]:
+    """ffmpeg's output options for `codec` with exactly the options fvsr's own encoder uses."""
+    return ["-c:v", codec, *(arg for key, value in options.items() for arg in (f"-{key}", value))]
+
+
 def ffmpeg_pipeline(clip: Path, out: Path) -> list[list[str]]:
     q = ["ffmpeg", "-v", "error", "-y", "-threads", "0"]
     return [
@@ -51,23 +58,11 @@ def ffmpeg_pipeline(clip: Path, out: Path) -> list[list[str]]:
             "[0:v:0]scale=iw*2:ih*2:flags=lanczos,split[m][p]",
             "-map",
             "[m]",
-            "-c:v",
-            "ffv1",
-            "-level",
-            "3",
-            "-g",
-            "1",
-            "-slicecrc",
-            "1",
+            *encoder_args("ffv1", FFV1_OPTIONS),
             str(out / "m.mkv"),
             "-map",
             "[p]",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "medium",
-            "-crf",
-            "18",
+            *encoder_args("libx264", PREVIEW_OPTIONS),
             "-pix_fmt",
             "yuv420p",
             str(out / "p.mp4"),
