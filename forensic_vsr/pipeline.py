@@ -22,7 +22,7 @@ from forensic_vsr.audit.step_record import StepRecord
 from forensic_vsr.bundle.frames import FramePass
 from forensic_vsr.bundle.ingest import ingest
 from forensic_vsr.bundle.limits import check_evidence_output_size
-from forensic_vsr.bundle.report import write_report
+from forensic_vsr.bundle.report import prefetch_imports, write_report
 from forensic_vsr.bundle.statement import statement
 from forensic_vsr.bundle.writer import BundleDir, write_manifest
 from forensic_vsr.distributed import RayOptions, RaySource, import_ray
@@ -66,6 +66,7 @@ def enhance(
         start, end = recipe.frames or (0, ingest_body["frames_decoded"])
         framehashes = bundle.path(layout.INPUT_FRAMEHASH)
         source = None if ray is None else RaySource(ray, evidence, sha_before, framehashes, ingest_body, recipe, model)
+        imports = prefetch_imports() if recipe.report else None
         step, out_leaves = FramePass(evidence, bundle, recipe, model, decision, source).run(start, end, show_progress)
         sha_after = file_sha256(evidence)
         if sha_after != sha_before:
@@ -99,7 +100,8 @@ def enhance(
                 "frame_counts": {"input": len(in_leaves), "output": len(out_leaves)},
             },
         )
-        if recipe.report:
+        if imports is not None:
+            imports.join()
             write_report(bundle, chain, evidence, examiner, model, recipe, step)
         chain.append("run.complete", {"records": len(chain.digests) + 1, "status": "complete"})
         write_manifest(bundle, chain)

@@ -4,7 +4,9 @@ from the signed records and PAdES-signed, then the `report.generate` record nami
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
+import threading
 from pathlib import Path
 
 from forensic_vsr import layout
@@ -16,6 +18,35 @@ from forensic_vsr.integrity import dsse
 from forensic_vsr.models.registry import ResolvedModel
 from forensic_vsr.models.tasks import runs_on_luma
 from forensic_vsr.recipe import STILL_HELP, Examiner, Recipe
+
+# what write_report imports (pyhanko alone about 0.5 s, reportlab and Pillow 0.2 s on a 2-core box)
+REPORT_MODULES = (
+    "pyhanko.sign",
+    "pyhanko.pdf_utils.incremental_writer",
+    "pyhanko_certvalidator.registry",
+    "PIL.PngImagePlugin",
+    "reportlab.platypus",
+    "reportlab.graphics.charts.lineplots",
+    "forensic_vsr.report.render",
+    "forensic_vsr.report.stills",
+)
+
+
+def prefetch_imports() -> threading.Thread:
+    """Import the report's libraries in a background thread, while the frames are processed
+    (their decoding and encoding hold the GIL little); join it before `write_report`. A module
+    that fails to import here is imported again there, which says why."""
+
+    def load() -> None:
+        for name in REPORT_MODULES:
+            try:
+                importlib.import_module(name)
+            except Exception:  # write_report imports it again and reports the failure
+                return
+
+    thread = threading.Thread(target=load, name="fvsr-report-imports", daemon=True)
+    thread.start()
+    return thread
 
 
 def still_frames(step: StepRecord, requested: tuple[int, ...]) -> dict[str, int]:

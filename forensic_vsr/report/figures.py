@@ -5,12 +5,18 @@ overview of the whole frame with the crop box drawn, and the PSF magnified."""
 
 from __future__ import annotations
 
-import io
+import contextlib
+import functools
+import os
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 OVERVIEW_MAX_PX = 240  # the overview's width in the PDF, in image pixels
 PSF_PANEL_PX = 160
+_RL_CONFIG = threading.Lock()
 CROP_KINDS = ("evidence", "enhanced", "overlay", "change")
 CROP_CAPTIONS = {
     "evidence": "evidence",
@@ -27,25 +33,38 @@ def crop_box(crop: dict[str, Any], kind: str) -> tuple[int, int, int, int]:
     return crop["x"] * f, crop["y"] * f, (crop["x"] + crop["w"]) * f, (crop["y"] + crop["h"]) * f
 
 
-def zoomed_crop(path: Path, crop: dict[str, Any], kind: str) -> Any:
+def open_rgb(path: Path) -> Any:
+    """A still decoded, as a Pillow RGB image."""
+    from PIL import Image
+
+    with Image.open(path) as img:
+        return img.convert("RGB")
+
+
+def decoded(bundle: Path, files: dict[str, Any]) -> dict[str, Any]:
+    """Each still of `files` (kind -> its record) decoded once, in threads (Pillow decodes
+    without the GIL)."""
+    kinds = list(files)
+    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1, max(1, len(kinds)))) as pool:
+        return dict(zip(kinds, pool.map(lambda k: open_rgb(bundle / files[k]["name"]), kinds), strict=True))
+
+
+def zoomed_crop(img: Any, crop: dict[str, Any], kind: str) -> Any:
     """The crop of one still, each pixel repeated zoom (evidence) or zoom / scale (output) times."""
     from PIL import Image
 
     f = int(crop["zoom"]) // (1 if kind == "evidence" else int(crop["scale"]))
-    with Image.open(path) as img:
-        part = img.convert("RGB").crop(crop_box(crop, kind))
+    part = img.crop(crop_box(crop, kind))
     return part.resize((part.width * f, part.height * f), Image.Resampling.NEAREST)
 
 
-def overview(path: Path, crop: dict[str, Any] | None) -> Any:
+def overview(full: Any, crop: dict[str, Any] | None) -> Any:
     """The whole enhanced frame, reduced by a whole factor to at most OVERVIEW_MAX_PX wide, the
     crop box drawn in yellow."""
-    from PIL import Image, ImageDraw
+    from PIL import ImageDraw
 
-    with Image.open(path) as img:
-        full = img.convert("RGB")
     factor = max(1, -(-full.width // OVERVIEW_MAX_PX))
-    small = full.reduce(factor) if factor > 1 else full
+    small = full.reduce(factor) if factor > 1 else full.copy()
     if crop is not None:
         left, top, right, bottom = crop_box(crop, "enhanced")
         box = (left // factor, top // factor, max(left // factor, (right - 1) // factor), max(top // factor, (bottom - 1) // factor))
@@ -63,14 +82,49 @@ def psf_image(path: Path) -> Any:
     return kernel.resize((kernel.width * f, kernel.height * f), Image.Resampling.NEAREST), f
 
 
-def flowable(img: Any, width: float) -> Any:
-    """A reportlab Image of a Pillow image, `width` points wide, embedded losslessly (PNG)."""
-    from reportlab.platypus import Image
+@functools.cache
+def _picture_class() -> Any:
+    from reportlab.lib.utils import ImageReader
+    from reportlab.platypus import Flowable
 
-    buf = io.BytesIO()
-    img.save(buf, format="PNG", optimize=False, compress_level=6)
-    buf.seek(0)
-    return Image(buf, width=width, height=width * img.height / img.width)
+    class Picture(Flowable):  # type: ignore[misc]
+        """A Pillow RGB image drawn `width` x `height` points: reportlab embeds its pixels
+        losslessly (Flate), with no PNG encoded and decoded on the way."""
+
+        def __init__(self, img: Any, width: float, height: float) -> None:
+            super().__init__()
+            self.img, self.width, self.height = img, width, height
+
+        def wrap(self, avail_width: float, avail_height: float) -> tuple[float, float]:
+            return self.width, self.height
+
+        def draw(self) -> None:
+            self.canv.drawImage(ImageReader(self.img), 0, 0, self.width, self.height)
+
+    return Picture
+
+
+def flowable(img: Any, width: float) -> Any:
+    """A flowable of a Pillow image, `width` points wide, embedded losslessly (RGB, or grey for a
+    grey image such as the PSF)."""
+    pixels = img if img.mode in ("RGB", "L") else img.convert("RGB")
+    return _picture_class()(pixels, width, width * img.height / img.width)
+
+
+@contextlib.contextmanager
+def binary_streams() -> Iterator[None]:
+    """reportlab writes streams Flate-compressed only, not also ASCII85-encoded (a quarter larger,
+    and the pure-Python encoder took most of a report's rendering time); `rl_config` is
+    process-wide, so renders in threads (the review page) take turns."""
+    from reportlab import rl_config
+
+    with _RL_CONFIG:
+        before = rl_config.useA85
+        rl_config.useA85 = 0
+        try:
+            yield
+        finally:
+            rl_config.useA85 = before
 
 
 def scale_bar(crop: dict[str, Any], panel_w: float, total_w: float) -> Any:
@@ -99,8 +153,9 @@ def still_block(bundle: Path, still: dict[str, Any], width: float, st: dict[str,
     kinds = [k for k in CROP_KINDS if k in files]
     out: list[Any] = []
     panel_w = width / 3 - 2 * mm
+    images = decoded(bundle, files)
     if crop is not None and kinds:
-        panels = [flowable(zoomed_crop(bundle / files[k]["name"], crop, k), panel_w) for k in kinds]
+        panels = [flowable(zoomed_crop(images[k], crop, k), panel_w) for k in kinds]
         out.append(Table([panels, [CROP_CAPTIONS[k] for k in kinds]], colWidths=[width / 3] * len(kinds)))
         out.append(scale_bar(crop, panel_w, width))
         zoom_out = int(crop["zoom"]) // int(crop["scale"])
@@ -125,10 +180,10 @@ def still_block(bundle: Path, still: dict[str, Any], width: float, st: dict[str,
     region = still.get("region")
     whole = crop is not None and region is not None and (crop["x"], crop["y"], crop["w"], crop["h"]) == (0, 0, region[2], region[3])
     if "enhanced" in files and not whole:  # --roi with the crop all of the region: the crop is the whole output frame
-        ov = overview(bundle / files["enhanced"]["name"], crop)
+        ov = overview(images["enhanced"], crop)
         caption = "Whole output frame, reduced" + (", the crop outlined in yellow" if crop is not None else "")
         if crop is None:
-            row = [flowable(overview(bundle / files[k]["name"], None), panel_w) for k in kinds]
+            row = [flowable(overview(images[k], None), panel_w) for k in kinds]
             out.append(Table([row, [CROP_CAPTIONS[k] for k in kinds]], colWidths=[width / 3] * len(kinds)))
         else:
             cells = [[flowable(ov, width / 3), Paragraph(caption, st["small"])]]
@@ -139,7 +194,7 @@ def still_block(bundle: Path, still: dict[str, Any], width: float, st: dict[str,
             f"Whole evidence frame, reduced: the region (--roi) that every output frame shows is outlined in yellow "
             f"(evidence pixels x {x} to {x + w - 1}, y {y} to {y + h - 1}, {w} x {h})"
         )
-        cells = [[flowable(overview(bundle / files["overview"]["name"], None), width / 3), Paragraph(text, st["small"])]]
+        cells = [[flowable(overview(images["overview"], None), width / 3), Paragraph(text, st["small"])]]
         out.append(Table(cells, colWidths=[width / 3 + 2 * mm, width * 2 / 3 - 2 * mm]))
     return out
 

@@ -23,7 +23,7 @@ from forensic_vsr.report.content import (
     examiner_shown,
     short,
 )
-from forensic_vsr.report.figures import psf_block, still_block
+from forensic_vsr.report.figures import binary_streams, psf_block, still_block
 from forensic_vsr.report.tables import (
     all_metadata,
     parameter_rows,
@@ -49,8 +49,9 @@ from forensic_vsr.report.tables import (
 # the margin taken around it, the whole evidence frame with the region outlined beside each still;
 # 8: no raw JSON (decoder damage, round trip, environment as tables), units on metadata, x1 operations
 # show the change made (R, stills/NNNNNN-change.png) with its statistics and x1 texts, temporal
-# operations their registrations (failed ones in the summary), a frame that is two stills shown once.
-TEMPLATE_VERSION = 8
+# operations their registrations (failed ones in the summary), a frame that is two stills shown once;
+# 9: streams Flate only (no ASCII85) and pictures embedded from their pixels (no PNG round trip).
+TEMPLATE_VERSION = 9
 
 
 def _pdf_canvas(started: str) -> Any:
@@ -493,4 +494,5 @@ def render(
         s.append(_table(all_metadata(exif), [55 * mm, W - 55 * mm], st))
     s.append(Spacer(1, 2 * mm))
     s.append(Paragraph(f"PDF creation date: the run's start, {_esc(meta['startedOn'])} (UTC), from the signed records.", st["small"]))
-    doc.build(s, onFirstPage=page, onLaterPages=page, canvasmaker=_pdf_canvas(meta["startedOn"]))
+    with binary_streams():
+        doc.build(s, onFirstPage=page, onLaterPages=page, canvasmaker=_pdf_canvas(meta["startedOn"]))
