@@ -184,10 +184,18 @@ class FilterOperator:
 
     def _up(self, z: np.ndarray, axis: int) -> np.ndarray:
         phases = []
-        for taps, anchor in self.f.up:
+        # down columns each phase fills its rows of the output in place (no stack copy; same values)
+        rows = np.empty((z.shape[0], self.scale, *z.shape[1:]), np.float32) if axis == 0 else None
+        for p, (taps, anchor) in enumerate(self.f.up):
             k = taps.reshape(1, -1) if axis == 1 else taps.reshape(-1, 1)
             at = (anchor, 0) if axis == 1 else (0, anchor)
-            phases.append(cv2.filter2D(z, cv2.CV_32F, k, anchor=at, borderType=cv2.BORDER_REFLECT))
+            dst = None if rows is None else rows[:, p]
+            phase = cv2.filter2D(z, cv2.CV_32F, k, dst=dst, anchor=at, borderType=cv2.BORDER_REFLECT)
+            if dst is not None and not np.shares_memory(phase, rows):
+                dst[...] = phase  # OpenCV allocated its own output after all
+            phases.append(phase)
+        if rows is not None:
+            return rows.reshape(z.shape[0] * self.scale, *z.shape[1:])
         if axis == 1 and z.ndim == 2:
             return cv2.merge(phases).reshape(z.shape[0], z.shape[1] * self.scale)
         out = np.stack(phases, axis=axis + 1)

@@ -151,51 +151,58 @@ def make_stills(
     out_dir = bundle / "stills"
     out_dir.mkdir(exist_ok=True)
     grabbed: dict[str, dict[int, Any]] = {"evidence": {}, "enhanced": {}, "s": {}, "evidence_luma": {}, "enhanced_luma": {}}
-    sources = {
-        "evidence": (evidence, start),
-        "enhanced": (bundle / "output/master.mkv", 0),
-        "s": (bundle / "maps/synthesized.mkv", 0),
-    }
     meta: dict[int, dict[str, Any]] = {}
-    first_s = Fraction(0)
-    for kind, (path, offset) in sources.items():
-        if not path.exists():
-            continue
+    first: list[Fraction] = [Fraction(0)]  # the evidence's first frame, in seconds
+
+    def grab_evidence(path: Path, offset: int) -> None:
+        with VideoReader(path) as reader:
+            tb = reader.info.time_base
+            for decoded in reader.frames():
+                if decoded.index == 0:
+                    first[0] = decoded.file_pts * tb
+                base = (decoded.index - offset) * per_input
+                for i in range(base, base + per_input):
+                    if i in wanted:
+                        grabbed["evidence"][i] = decoded.frame.to_ndarray(format="rgb24")
+                        grabbed["evidence_luma"][i] = levels8(frame_planes(decoded.frame)[0], decoded.frame.format.components[0].bits)
+                if base + per_input - 1 >= wanted[-1]:
+                    break
+
+    def grab_output(kind: str, path: Path) -> None:
         with VideoReader(path) as reader:
             tb = reader.info.time_base
             # the master and the map are intra-only FFV1: only the wanted frames are decoded
-            for decoded in reader.frames() if kind == "evidence" else reader.intra_frames(set(wanted)):
-                if kind == "evidence":
-                    if decoded.index == 0:
-                        first_s = decoded.file_pts * tb
-                    base = (decoded.index - offset) * per_input
-                    for i in range(base, base + per_input):
-                        if i in wanted:
-                            grabbed[kind][i] = decoded.frame.to_ndarray(format="rgb24")
-                            grabbed["evidence_luma"][i] = levels8(frame_planes(decoded.frame)[0], decoded.frame.format.components[0].bits)
-                    if base + per_input - 1 >= wanted[-1]:
-                        break
-                    continue
-                i = decoded.index - offset
+            for decoded in reader.intra_frames(set(wanted)):
+                i = decoded.index
                 if i in wanted:
                     if kind == "s":
                         grabbed[kind][i] = frame_planes(decoded.frame)[0].astype(np.float32) / map_scale
                     else:
                         grabbed[kind][i] = decoded.frame.to_ndarray(format="rgb24")
-                        if kind == "enhanced":
-                            grabbed["enhanced_luma"][i] = levels8(frame_planes(decoded.frame)[0], decoded.frame.format.components[0].bits)
-                        if kind == "enhanced" and recompute_scale:
+                        grabbed["enhanced_luma"][i] = levels8(frame_planes(decoded.frame)[0], decoded.frame.format.components[0].bits)
+                        if recompute_scale:
                             grabbed["s"][i] = recomputed_s(frame_planes(decoded.frame)[0], recompute_scale, decoded.frame.format.name)
-                        if kind == "enhanced":
-                            seconds = decoded.pts * tb - first_s
-                            meta[i] = {
-                                "pts": decoded.pts,
-                                "time_base": f"{tb.numerator}/{tb.denominator}",
-                                "time_s": round(float(seconds), 6),
-                                "sha256": planes_sha256(frame_planes(decoded.frame)),
-                            }
+                        meta[i] = {"pts": decoded.pts, "tb": tb, "sha256": planes_sha256(frame_planes(decoded.frame))}
                 if i >= wanted[-1]:
                     break
+
+    # the evidence (decoded from its first frame) in a thread beside the master and the map
+    # (PyAV and OpenCV decode and compute without the GIL)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        jobs = [pool.submit(grab_evidence, evidence, start)] if evidence.exists() else []
+        for kind, path in (("enhanced", bundle / "output/master.mkv"), ("s", bundle / "maps/synthesized.mkv")):
+            if path.exists():
+                grab_output(kind, path)
+        for job in jobs:
+            job.result()
+    for i, m in meta.items():
+        tb = m.pop("tb")
+        meta[i] = {
+            "pts": m["pts"],
+            "time_base": f"{tb.numerator}/{tb.denominator}",
+            "time_s": round(float(m["pts"] * tb - first[0]), 6),
+            "sha256": m["sha256"],
+        }
     records = []
     todo: dict[str, Any] = {}  # stills to write: encoded together, in threads, after the loop
     for label, i in sorted(frames.items(), key=lambda kv: (kv[1], kv[0])):

@@ -74,17 +74,14 @@ class ExactMaps:
         bundle recompute it so)."""
         x = np.multiply(x_hat, np.float32(255.0 / max_value), dtype=np.float32)
         p_ax = self.pinv(self.degrade(x))
-        s = np.subtract(x, p_ax, out=x)
-        np.abs(s, out=s)
-        return s, p_ax
+        # |a - b| in one pass (OpenCV's absdiff: the same correctly rounded float32 difference)
+        return cv2.absdiff(x, p_ax, dst=x), p_ax
 
     def compute(self, y: np.ndarray, x_hat: np.ndarray, max_value: int = 255) -> tuple[np.ndarray, np.ndarray]:
         """(S, R) in 8-bit levels for input plane `y` and output plane `x_hat` (native samples)."""
         s, p_ax = self.synthesized(x_hat, max_value)
         r = self.pinv(np.multiply(y, np.float32(255.0 / max_value), dtype=np.float32))
-        r -= p_ax
-        np.abs(r, out=r)
-        return s, r
+        return s, cv2.absdiff(r, p_ax, dst=r)
 
 
 def to_gray16(levels: np.ndarray, factor: float = 1.0) -> np.ndarray:
