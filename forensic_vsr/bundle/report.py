@@ -19,16 +19,15 @@ from forensic_vsr.models.registry import ResolvedModel
 from forensic_vsr.models.tasks import runs_on_luma
 from forensic_vsr.recipe import STILL_HELP, Examiner, Recipe
 
-# what write_report imports (pyhanko alone about 0.5 s, reportlab and Pillow 0.2 s on a 2-core box)
+# the slow imports of write_report (pyhanko alone about 0.5 s, reportlab 0.2 s on a 2-core box):
+# third-party packages the frame pass never imports, so the two threads never wait on each
+# other's import locks (our own modules and Pillow, 30 ms together, are left to write_report)
 REPORT_MODULES = (
     "pyhanko.sign",
     "pyhanko.pdf_utils.incremental_writer",
     "pyhanko_certvalidator.registry",
-    "PIL.PngImagePlugin",
     "reportlab.platypus",
     "reportlab.graphics.charts.lineplots",
-    "forensic_vsr.report.render",
-    "forensic_vsr.report.stills",
 )
 
 
