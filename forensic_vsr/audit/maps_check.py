@@ -21,7 +21,7 @@ from forensic_vsr.audit.checks import Check
 from forensic_vsr.audit.exact_maps import MapFilters, degrade, exact_maps, pinv
 from forensic_vsr.audit.records import step_annotations
 from forensic_vsr.audit.safe_read import UnsafeFile, loads_object, read_recorded
-from forensic_vsr.media import DecoderSettings, VideoReader, frame_planes, plane_geometry
+from forensic_vsr.media import OUTPUT_DECODE, DecoderSettings, VideoReader, frame_planes, plane_geometry
 
 MASTER = "output/master.mkv"
 FLAGGED_MAX = 64 << 20  # bytes of maps/flagged.json read at most
@@ -142,7 +142,7 @@ def recomputed_checks(
     threshold = float(flagged["threshold_levels"])
     vmax = plane_geometry(summary["pix_fmt_in"])[0][2]
     s_check, r_check = _Worst("synthesized"), _Worst("contradiction")
-    masters = _frames(bundle / MASTER, None, 0, None)
+    masters = _frames(bundle / MASTER, OUTPUT_DECODE, 0, None)
     inputs: Iterator[tuple[str, np.ndarray] | None] = itertools.repeat(None)
     if evidence is not None and ingest is not None:
         derived = (ingest.get("timing") or {}).get("derived") or {}

@@ -50,7 +50,7 @@ from forensic_vsr.audit.safe_read import (
 from forensic_vsr.errors import IntegrityError
 from forensic_vsr.integrity import merkle
 from forensic_vsr.integrity.framehash import FrameHash, parse
-from forensic_vsr.media import BITEXACT_DECODE, DecoderSettings, video_framehashes
+from forensic_vsr.media import BITEXACT_DECODE, OUTPUT_DECODE, DecoderSettings, video_framehashes
 
 __all__ = ["ChainView", "Check", "ExtraCheck", "bundle_checks", "read_chain", "read_framehash", "verify_bundle"]
 
@@ -301,7 +301,11 @@ def _frames(run: _Run) -> Iterator[Check]:
         return
     yield from guarded(
         "frames.master_decode",
-        lambda: [_compare_lines("frames.master_decode", f"{MASTER} decoded now", _decode_lines(bundle / MASTER), "output.framehash", out)],
+        lambda: [
+            _compare_lines(
+                "frames.master_decode", f"{MASTER} decoded now", _decode_lines(bundle / MASTER, OUTPUT_DECODE), "output.framehash", out
+            )
+        ],
     )
     yield from guarded("frames.geometry", lambda: [master_geometry(bundle / MASTER, step_annotations(step))])
 
@@ -346,7 +350,7 @@ def _map(run: _Run, step: dict[str, Any], check: str, entry: dict[str, Any]) -> 
     root = _leaf_root(recorded)
     if root != subject["digest"].get("rfc9162-sha256") or root != entry["merkle_root"]:
         return _fail(check, f"{framehash} root {root[:16]}… is not the root step.run signs")
-    return _compare_lines(check, f"{video} decoded now", _decode_lines(run.bundle / video), framehash, recorded)
+    return _compare_lines(check, f"{video} decoded now", _decode_lines(run.bundle / video, OUTPUT_DECODE), framehash, recorded)
 
 
 def _reviews(run: _Run) -> Iterator[Check]:

@@ -8,7 +8,7 @@ converts colour or bit depth. This package imports neither torch nor cv2.
 
 from __future__ import annotations
 
-from forensic_vsr.media.decoder import BITEXACT_DECODE, LEGACY_DECODE, DecoderSettings, ffmpeg_libraries
+from forensic_vsr.media.decoder import BITEXACT_DECODE, LEGACY_DECODE, OUTPUT_DECODE, DecoderSettings, ffmpeg_libraries
 from forensic_vsr.media.files import exiftool_metadata, file_sha256
 from forensic_vsr.media.framehash_io import video_framehashes
 from forensic_vsr.media.planes import (
@@ -28,6 +28,7 @@ __all__ = [
     "BITEXACT_DECODE",
     "CHROMA_LOCATIONS",
     "LEGACY_DECODE",
+    "OUTPUT_DECODE",
     "Colour",
     "DecodeStats",
     "DecodedFrame",
