@@ -94,6 +94,7 @@ def _picture_class() -> Any:
         def __init__(self, img: Any, width: float, height: float) -> None:
             super().__init__()
             self.img, self.width, self.height = img, width, height
+            self.hAlign = "CENTER"  # as reportlab's Image flowable, which template 8 used
 
         def wrap(self, avail_width: float, avail_height: float) -> tuple[float, float]:
             return self.width, self.height
