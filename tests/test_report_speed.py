@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from tests.helpers import record
@@ -71,3 +72,36 @@ def test_report_libraries_are_imported_in_the_background() -> None:
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_a_full_disk_leaves_no_half_written_still(
+    carphone_bundle: Path, carphone: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stills are encoded in threads; a disk that fills halfway through one of them raises
+    that error, and every still left on disk is whole (written beside, then renamed)."""
+    import errno
+    import shutil
+
+    from forensic_vsr.report import stills
+
+    bundle = tmp_path / "b"
+    shutil.copytree(carphone_bundle, bundle)
+    shutil.rmtree(bundle / "stills")
+    real = Path.write_bytes
+    calls: list[Path] = []
+
+    def filling(self: Path, data: bytes) -> int:
+        calls.append(self)
+        if len(calls) == 2:  # the second still: half of it reaches the disk
+            real(self, data[: len(data) // 2])
+            raise OSError(errno.ENOSPC, "No space left on device", str(self))
+        return real(self, data)
+
+    monkeypatch.setattr(Path, "write_bytes", filling)
+    with pytest.raises(OSError, match="No space left on device"):
+        stills.make_stills(bundle, carphone, {"first frame": 0, "middle frame": 20}, 0, 8.0, recompute_scale=2)
+    left = sorted((bundle / "stills").iterdir())
+    assert len(calls) >= 2 and not [p.name for p in left if p.name.startswith(".")]
+    for path in left:  # whatever was written decodes in full
+        with Image.open(path) as img:
+            img.load()

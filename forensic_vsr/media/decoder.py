@@ -92,11 +92,26 @@ BITEXACT_DECODE = DecoderSettings()
 LEGACY_DECODE = DecoderSettings(bitexact=False, idct=None, threads=0)
 """How format-1 bundles decoded evidence: FFmpeg's default options, automatic threading."""
 
-OUTPUT_DECODE = DecoderSettings(threads=0)
+
+@dataclass(frozen=True)
+class _OwnFfv1Decode(DecoderSettings):
+    """FFV1 with FFmpeg's slice threads; any other codec as BITEXACT_DECODE (one thread)."""
+
+    def configure(self, codec_context: av.codec.context.CodecContext) -> None:
+        if codec_context.name != "ffv1":
+            BITEXACT_DECODE.configure(codec_context)
+            return
+        super().configure(codec_context)
+        codec_context.thread_type = "SLICE"
+
+
+OUTPUT_DECODE = _OwnFfv1Decode(threads=0)
 """How a bundle's own lossless, intra-only FFV1 videos (master, maps) are decoded back: with
-FFmpeg's slice and frame threads (1.8x faster for a 1536x1152 master on 2 cores). Threads cannot
-change a sample of an intact FFV1 stream, and whatever a damaged or substituted file decodes to
-is compared with the signed frame hashes: a thread count can fail a check, never pass one."""
+FFmpeg's slice threads (1.8x faster for a 1536x1152 master on 2 cores). FFV1's slices are
+independent (and CRC-checked in ours), so threads change no sample, of an intact stream or of a
+damaged one (tests/test_output_decode.py); a file that is not FFV1 (a substituted master)
+decodes on one thread. For frame hashes only: the decode statistics (`VideoReader.stats`) miss
+what FFmpeg's own threads log."""
 
 
 def ffmpeg_libraries() -> dict[str, object]:

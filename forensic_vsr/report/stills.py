@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -153,11 +154,14 @@ def make_stills(
     grabbed: dict[str, dict[int, Any]] = {"evidence": {}, "enhanced": {}, "s": {}, "evidence_luma": {}, "enhanced_luma": {}}
     meta: dict[int, dict[str, Any]] = {}
     first: list[Fraction] = [Fraction(0)]  # the evidence's first frame, in seconds
+    stop = threading.Event()
 
     def grab_evidence(path: Path, offset: int) -> None:
         with VideoReader(path) as reader:
             tb = reader.info.time_base
             for decoded in reader.frames():
+                if stop.is_set():  # the main thread failed: stop decoding
+                    return
                 if decoded.index == 0:
                     first[0] = decoded.file_pts * tb
                 base = (decoded.index - offset) * per_input
@@ -190,9 +194,13 @@ def make_stills(
     # (PyAV and OpenCV decode and compute without the GIL)
     with ThreadPoolExecutor(max_workers=2) as pool:
         jobs = [pool.submit(grab_evidence, evidence, start)] if evidence.exists() else []
-        for kind, path in (("enhanced", bundle / "output/master.mkv"), ("s", bundle / "maps/synthesized.mkv")):
-            if path.exists():
-                grab_output(kind, path)
+        try:
+            for kind, path in (("enhanced", bundle / "output/master.mkv"), ("s", bundle / "maps/synthesized.mkv")):
+                if path.exists():
+                    grab_output(kind, path)
+        except BaseException:
+            stop.set()
+            raise
         for job in jobs:
             job.result()
     for i, m in meta.items():
@@ -250,8 +258,13 @@ def make_stills(
                 record["crop"] = crop_region((ev.shape[1], ev.shape[0]), int(sx), boxes[0] if boxes else None, interest)
         records.append(record)
     with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:  # OpenCV encodes without the GIL
-        for future in [pool.submit(write_png, bundle / name, img) for name, img in todo.items()]:
-            future.result()
+        futures = [pool.submit(write_png, bundle / name, img) for name, img in todo.items()]
+        try:
+            for future in futures:
+                future.result()
+        except BaseException:
+            pool.shutdown(cancel_futures=True)  # the first failure stops the stills not yet started
+            raise
     for record in records:
         for entry in record["files"].values():
             data = (bundle / entry["name"]).read_bytes()
@@ -267,4 +280,9 @@ def write_png(path: Path, rgb: Any) -> None:
     ok, png = cv2.imencode(".png", rgb[..., ::-1], options)
     if not ok:
         raise ValueError(f"{path.parent.name}/{path.name}: OpenCV could not encode the still as PNG")
-    path.write_bytes(png.tobytes())  # an OSError (disk full) propagates, unlike imwrite's
+    partial = path.with_name(f".{path.name}.partial")
+    try:
+        partial.write_bytes(png.tobytes())  # an OSError (disk full) propagates, unlike imwrite's
+        os.replace(partial, path)  # a still is whole or absent
+    finally:
+        partial.unlink(missing_ok=True)
