@@ -207,3 +207,14 @@ def test_region_bundle_forgeries_fail(
     assert proc.returncode == 1
     assert "FAIL       maps.contradiction" in proc.stdout and "PASS       chain.signatures" in proc.stdout
     assert proc.stdout.splitlines()[-1].startswith("FAIL: ") and " 0 failed" not in proc.stdout.splitlines()[-1]
+
+
+def test_recomputation_in_threads_names_the_forged_frame(
+    bundle: Path, keypair: tuple[Path, Path], carphone_distorted: Path, tmp_path: Path
+) -> None:
+    """verify recomputes frames two at a time on threads and compares them in order: the failure
+    names the frame whose figure was forged (S max of frame 1, R max of frame 2)."""
+    proc = run_fvsr("verify", _forge(bundle, tmp_path, keypair), "--pubkey", keypair[1], "--evidence", carphone_distorted)
+    lines = {ln.split(":", 1)[0].split()[-1]: ln for ln in proc.stdout.splitlines() if ln.startswith("FAIL ")}
+    assert "frame 1: S max recomputed" in lines["maps.synthesized"]
+    assert "frame 2: R max recomputed" in lines["maps.contradiction"]

@@ -8,8 +8,10 @@ the check says so. numpy and PyAV only."""
 
 from __future__ import annotations
 
+import collections
 import itertools
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -47,6 +49,38 @@ class _Worst:
         self.largest = max(self.largest, diff)
         if diff > tolerance and self.problem is None:
             self.problem = f"frame {frame}: {what} recomputed {found:.4f}, flagged.json records {recorded}"
+
+
+WINDOW = 2  # frames recomputed at once
+
+
+@dataclass(frozen=True)
+class _Figures:
+    """What verify compares of one frame's recomputed S and R (R max None: no evidence)."""
+
+    s_max: float
+    s_mean: float
+    low: float
+    high: float
+    r_max: float | None
+
+
+def _figures(y: np.ndarray | None, x_hat: np.ndarray, filters: MapFilters, vmax: int, threshold: float) -> _Figures:
+    """One frame's S (and, with the evidence plane `y`, R) recomputed, reduced to its figures."""
+    r_max = None
+    if y is None:
+        x = np.multiply(x_hat, np.float32(255.0 / vmax), dtype=np.float32)
+        s = np.abs(np.subtract(x, pinv(degrade(x, filters), filters)))
+    else:
+        s, r = exact_maps(y, x_hat, filters, vmax)
+        r_max = float(r.max())
+    low, high = _fraction_bounds(s, threshold)
+    return _Figures(float(s.max()), float(s.mean(dtype=np.float64)), low, high, r_max)
+
+
+def _done(entry: tuple[int, dict[str, Any], Future[_Figures]]) -> tuple[int, dict[str, Any], _Figures]:
+    i, fig, future = entry
+    return i, fig, future.result()
 
 
 def _fraction_bounds(s: np.ndarray, threshold: float) -> tuple[float, float]:
@@ -154,40 +188,46 @@ def recomputed_checks(
         yield Check.failed("maps.recomputed", str(exc))
         return
     seen = 0
-    for i, ((master_fmt, x_hat), decoded, fig) in enumerate(zip(masters, inputs, per_frame, strict=False)):
-        y_fmt, y = decoded if decoded is not None else (None, None)
-        problem = _format_problem(summary["pix_fmt_in"], vmax, master_fmt, y_fmt)
-        if problem:
-            yield Check.failed("maps.recomputed", f"frame {i}: {problem}")
-            return
-        if x_hat.ndim != 2 or not filters.fits(*x_hat.shape):
-            yield Check.failed("maps.recomputed", f"frame {i} of {MASTER} is {x_hat.shape}: not a plane the signed filters apply to")
-            return
-        if y is not None and box is None and (y.shape[0] * filters.scale, y.shape[1] * filters.scale) != x_hat.shape:
-            yield Check.failed(
-                "maps.recomputed", f"frame {i}: the evidence plane {y.shape} times {filters.scale} is not the master's {x_hat.shape}"
-            )
-            return
-        if y is not None and box is not None:
-            y, problem = _cut(y, box, x_hat.shape, filters.scale)
+    pending: collections.deque[tuple[int, dict[str, Any], Future[_Figures]]] = collections.deque()
+
+    def settle(i: int, fig: dict[str, Any], got: _Figures) -> None:
+        if got.r_max is not None:
+            r_check.compare(i, "R max", fig.get("r_max"), got.r_max, TOLERANCE_LEVELS)
+        s_check.compare(i, "S max", fig.get("s_max"), got.s_max, TOLERANCE_LEVELS)
+        s_check.compare(i, "S mean", fig.get("s_mean"), got.s_mean, TOLERANCE_LEVELS)
+        fraction = fig.get("fraction_flagged")
+        if not isinstance(fraction, int | float) or not got.low - 1e-6 <= fraction <= got.high + 1e-6:
+            found = f"flagged fraction recomputed {got.low:.6f} to {got.high:.6f}"
+            s_check.problem = s_check.problem or f"frame {i}: {found}, flagged.json records {fraction}"
+
+    # frames are recomputed WINDOW at a time on threads (numpy computes without the GIL) and
+    # compared in order; at most WINDOW frames are held, whatever the video's length
+    with ThreadPoolExecutor(max_workers=WINDOW) as pool:
+        for i, ((master_fmt, x_hat), decoded, fig) in enumerate(zip(masters, inputs, per_frame, strict=False)):
+            y_fmt, y = decoded if decoded is not None else (None, None)
+            problem = _format_problem(summary["pix_fmt_in"], vmax, master_fmt, y_fmt)
             if problem:
                 yield Check.failed("maps.recomputed", f"frame {i}: {problem}")
                 return
-        if y is None:
-            x = np.multiply(x_hat, np.float32(255.0 / vmax), dtype=np.float32)
-            s = np.abs(np.subtract(x, pinv(degrade(x, filters), filters)))
-        else:
-            s, r = exact_maps(y, x_hat, filters, vmax)
-            r_check.compare(i, "R max", fig.get("r_max"), float(r.max()), TOLERANCE_LEVELS)
-        s_check.compare(i, "S max", fig.get("s_max"), float(s.max()), TOLERANCE_LEVELS)
-        s_check.compare(i, "S mean", fig.get("s_mean"), float(s.mean(dtype=np.float64)), TOLERANCE_LEVELS)
-        low, high = _fraction_bounds(s, threshold)
-        fraction = fig.get("fraction_flagged")
-        if not isinstance(fraction, int | float) or not low - 1e-6 <= fraction <= high + 1e-6:
-            s_check.problem = (
-                s_check.problem or f"frame {i}: flagged fraction recomputed {low:.6f} to {high:.6f}, flagged.json records {fraction}"
-            )
-        seen += 1
+            if x_hat.ndim != 2 or not filters.fits(*x_hat.shape):
+                yield Check.failed("maps.recomputed", f"frame {i} of {MASTER} is {x_hat.shape}: not a plane the signed filters apply to")
+                return
+            if y is not None and box is None and (y.shape[0] * filters.scale, y.shape[1] * filters.scale) != x_hat.shape:
+                yield Check.failed(
+                    "maps.recomputed", f"frame {i}: the evidence plane {y.shape} times {filters.scale} is not the master's {x_hat.shape}"
+                )
+                return
+            if y is not None and box is not None:
+                y, problem = _cut(y, box, x_hat.shape, filters.scale)
+                if problem:
+                    yield Check.failed("maps.recomputed", f"frame {i}: {problem}")
+                    return
+            pending.append((i, fig, pool.submit(_figures, y, x_hat, filters, vmax, threshold)))
+            if len(pending) >= WINDOW:
+                settle(*_done(pending.popleft()))
+            seen += 1
+        while pending:
+            settle(*_done(pending.popleft()))
     if seen != count:
         yield Check.failed("maps.recomputed", f"{seen} frames recomputed, the step records {count}")
         return
