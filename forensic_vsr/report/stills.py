@@ -283,6 +283,6 @@ def write_png(path: Path, rgb: Any) -> None:
     partial = path.with_name(f".{path.name}.partial")
     try:
         partial.write_bytes(png.tobytes())  # an OSError (disk full) propagates, unlike imwrite's
-        os.replace(partial, path)  # a still is whole or absent
+        os.replace(partial, path)  # a still is whole or absent (BundleDir.commit fsyncs every file)
     finally:
         partial.unlink(missing_ok=True)
